@@ -1,0 +1,20 @@
+/// Why an [`OrderCommand`](crate::OrderCommand) was refused; the messages
+/// are the HTTP API's, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("Order already exists")]
+    AlreadyExists,
+    #[error("Not Found")]
+    NotFound,
+    #[error("Not authorized")]
+    NotOwner,
+    #[error("Cannot cancel a completed order")]
+    AlreadyComplete,
+    // The grammar is the contract's exact message.
+    #[error("Cannot pay for an cancelled order")]
+    Cancelled,
+    #[error("Order has already been paid")]
+    AlreadyPaid,
+    #[error("Order has not expired yet")]
+    NotYetExpired,
+}

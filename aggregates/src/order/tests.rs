@@ -1,0 +1,315 @@
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use cqrs_es::{Aggregate, DomainEvent};
+
+use super::{Order, OrderCommand, OrderError, OrderEvent, OrderStatus, OrderTicket};
+
+type OrderTestFramework = TestFramework<Order>;
+
+const BUYER: &str = "user-1";
+const TICKET_ID: &str = "ticket-1";
+
+fn framework() -> OrderTestFramework {
+    OrderTestFramework::with(())
+}
+
+fn expiry() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 12, 15, 0).unwrap()
+}
+
+fn ticket() -> OrderTicket {
+    OrderTicket {
+        id: TICKET_ID.to_owned(),
+        title: "concert".to_owned(),
+        price_cents: 2_000,
+        version: 1,
+    }
+}
+
+fn placed() -> OrderEvent {
+    OrderEvent::OrderPlaced {
+        user_id: BUYER.to_owned(),
+        ticket: ticket(),
+        expires_at: expiry(),
+    }
+}
+
+fn cancelled() -> OrderEvent {
+    OrderEvent::OrderCancelled {
+        ticket_id: TICKET_ID.to_owned(),
+    }
+}
+
+fn expired() -> OrderEvent {
+    OrderEvent::OrderExpired {
+        ticket_id: TICKET_ID.to_owned(),
+    }
+}
+
+fn completed(payment_id: &str) -> OrderEvent {
+    OrderEvent::OrderCompleted {
+        payment_id: payment_id.to_owned(),
+    }
+}
+
+fn place() -> OrderCommand {
+    OrderCommand::Place {
+        user_id: BUYER.to_owned(),
+        ticket: ticket(),
+        expires_at: expiry(),
+    }
+}
+
+fn cancel(user_id: &str) -> OrderCommand {
+    OrderCommand::Cancel {
+        user_id: user_id.to_owned(),
+    }
+}
+
+fn expire_at(now: DateTime<Utc>) -> OrderCommand {
+    OrderCommand::Expire { now }
+}
+
+fn complete(payment_id: &str) -> OrderCommand {
+    OrderCommand::Complete {
+        payment_id: payment_id.to_owned(),
+    }
+}
+
+fn replay(events: Vec<OrderEvent>) -> Order {
+    let mut order = Order::default();
+    for event in events {
+        order.apply(event);
+    }
+    order
+}
+
+#[test]
+fn place_records_the_order() {
+    framework()
+        .given_no_previous_events()
+        .when(place())
+        .then_expect_events(vec![placed()]);
+}
+
+#[test]
+fn place_twice_is_refused() {
+    framework()
+        .given(vec![placed()])
+        .when(place())
+        .then_expect_error_message("Order already exists");
+}
+
+#[test]
+fn commands_on_a_missing_order_are_not_found() {
+    for command in [cancel(BUYER), expire_at(expiry()), complete("payment-1")] {
+        framework()
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_error(OrderError::NotFound);
+    }
+}
+
+#[test]
+fn owner_cancels_an_open_order() {
+    framework()
+        .given(vec![placed()])
+        .when(cancel(BUYER))
+        .then_expect_events(vec![cancelled()]);
+}
+
+#[test]
+fn cancel_by_another_user_is_refused() {
+    framework()
+        .given(vec![placed()])
+        .when(cancel("user-2"))
+        .then_expect_error_message("Not authorized");
+}
+
+#[test]
+fn cancel_checks_ownership_before_status() {
+    framework()
+        .given(vec![placed(), completed("payment-1")])
+        .when(cancel("user-2"))
+        .then_expect_error(OrderError::NotOwner);
+}
+
+#[test]
+fn cancel_of_a_completed_order_is_refused() {
+    framework()
+        .given(vec![placed(), completed("payment-1")])
+        .when(cancel(BUYER))
+        .then_expect_error_message("Cannot cancel a completed order");
+}
+
+#[test]
+fn cancel_of_a_cancelled_order_is_a_no_op() {
+    for ending in [cancelled(), expired()] {
+        framework()
+            .given(vec![placed(), ending])
+            .when(cancel(BUYER))
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn expire_at_or_after_the_deadline_ends_the_order() {
+    for now in [expiry(), expiry() + Duration::seconds(1)] {
+        framework()
+            .given(vec![placed()])
+            .when(expire_at(now))
+            .then_expect_events(vec![expired()]);
+    }
+}
+
+#[test]
+fn expire_before_the_deadline_is_refused() {
+    framework()
+        .given(vec![placed()])
+        .when(expire_at(expiry() - Duration::seconds(1)))
+        .then_expect_error_message("Order has not expired yet");
+}
+
+#[test]
+fn expire_of_a_completed_order_is_a_no_op() {
+    framework()
+        .given(vec![placed(), completed("payment-1")])
+        .when(expire_at(expiry() + Duration::hours(1)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn expire_of_a_cancelled_order_is_a_no_op() {
+    for ending in [cancelled(), expired()] {
+        framework()
+            .given(vec![placed(), ending])
+            .when(expire_at(expiry() + Duration::hours(1)))
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn complete_records_the_payment() {
+    framework()
+        .given(vec![placed()])
+        .when(complete("payment-1"))
+        .then_expect_events(vec![completed("payment-1")]);
+}
+
+#[test]
+fn complete_of_a_cancelled_order_is_refused() {
+    for ending in [cancelled(), expired()] {
+        framework()
+            .given(vec![placed(), ending])
+            .when(complete("payment-1"))
+            .then_expect_error_message("Cannot pay for an cancelled order");
+    }
+}
+
+#[test]
+fn complete_again_with_the_same_payment_is_a_no_op() {
+    framework()
+        .given(vec![placed(), completed("payment-1")])
+        .when(complete("payment-1"))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn complete_with_another_payment_is_refused() {
+    framework()
+        .given(vec![placed(), completed("payment-1")])
+        .when(complete("payment-2"))
+        .then_expect_error_message("Order has already been paid");
+}
+
+#[test]
+fn state_follows_the_events() {
+    let missing = Order::default();
+    assert!(!missing.exists());
+    assert_eq!(missing.version(), 0);
+    assert_eq!(missing.ticket(), None);
+
+    let order = replay(vec![placed()]);
+    assert!(order.exists());
+    assert_eq!(order.user_id(), BUYER);
+    assert_eq!(order.status(), OrderStatus::Created);
+    assert_eq!(order.ticket(), Some(&ticket()));
+    assert_eq!(order.expires_at(), Some(expiry()));
+    assert_eq!(order.payment_id(), None);
+    assert_eq!(order.version(), 0);
+
+    assert_eq!(
+        replay(vec![placed(), cancelled()]).status(),
+        OrderStatus::Cancelled
+    );
+    assert_eq!(
+        replay(vec![placed(), expired()]).status(),
+        OrderStatus::Cancelled
+    );
+    let paid = replay(vec![placed(), completed("payment-1")]);
+    assert_eq!(paid.status(), OrderStatus::Complete);
+    assert_eq!(paid.payment_id(), Some("payment-1"));
+    assert_eq!(paid.version(), 1);
+}
+
+#[test]
+fn status_names_are_lowercase() {
+    let cases = [
+        (OrderStatus::Created, "created"),
+        (OrderStatus::Cancelled, "cancelled"),
+        (OrderStatus::Complete, "complete"),
+    ];
+    for (status, name) in cases {
+        assert_eq!(status.as_str(), name);
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            format!("\"{name}\"")
+        );
+    }
+    assert_eq!(OrderStatus::default(), OrderStatus::Created);
+}
+
+#[test]
+fn events_are_named_and_versioned() {
+    let cases = [
+        (placed(), "OrderPlaced"),
+        (cancelled(), "OrderCancelled"),
+        (expired(), "OrderExpired"),
+        (completed("payment-1"), "OrderCompleted"),
+    ];
+    for (event, name) in cases {
+        assert_eq!(event.event_type(), name);
+        assert_eq!(event.event_version(), "1.0");
+    }
+    assert_eq!(Order::TYPE, "Order");
+}
+
+#[test]
+fn events_and_state_round_trip_through_json() {
+    let json = serde_json::to_string(&placed()).unwrap();
+    assert_eq!(serde_json::from_str::<OrderEvent>(&json).unwrap(), placed());
+    let order = replay(vec![placed(), completed("payment-1")]);
+    let json = serde_json::to_string(&order).unwrap();
+    assert_eq!(serde_json::from_str::<Order>(&json).unwrap(), order);
+}
+
+#[test]
+fn messages_match_the_api() {
+    let cases = [
+        (OrderError::AlreadyExists, "Order already exists"),
+        (OrderError::NotFound, "Not Found"),
+        (OrderError::NotOwner, "Not authorized"),
+        (
+            OrderError::AlreadyComplete,
+            "Cannot cancel a completed order",
+        ),
+        (OrderError::Cancelled, "Cannot pay for an cancelled order"),
+        (OrderError::AlreadyPaid, "Order has already been paid"),
+        (OrderError::NotYetExpired, "Order has not expired yet"),
+    ];
+    for (error, message) in cases {
+        assert_eq!(error.to_string(), message);
+    }
+}

@@ -1,0 +1,43 @@
+mod database;
+mod migrate;
+mod project;
+mod relay;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// An event-sourced ticket-resale backend: REST gateway, event store, and (as
+/// they land) outbox relay, projections and sagas.
+#[derive(Debug, Parser)]
+#[command(name = "ticketing", version, about)]
+pub(crate) struct Cli {
+    /// Log format: `text` (human-readable) or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub(crate) log_format: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role in one process (the default for local runs).
+    Serve(serve::Arg),
+    /// Bring the database schema up to date, then exit.
+    Migrate(migrate::Arg),
+    /// Publish committed events to Kafka (one active relay per database).
+    Relay(relay::Arg),
+    /// Build the read models from the Kafka topics (workers share a group).
+    Project(project::Arg),
+}
+
+impl Cli {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(arg) => arg.main().await,
+            Command::Migrate(arg) => arg.main().await,
+            Command::Relay(arg) => arg.main().await,
+            Command::Project(arg) => arg.main().await,
+        }
+    }
+}

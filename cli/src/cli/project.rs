@@ -1,0 +1,136 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ticketing_projections::{ProjectionConfig, ProjectionError, Projector};
+use ticketing_relay::RelayConfig;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::database::DatabaseArg;
+use super::relay::RelayArgs;
+use crate::shutdown::shutdown_signal;
+
+/// How long a stopping worker may take to finish its batch and commit.
+const PROJECTION_GRACE: Duration = Duration::from_secs(10);
+
+/// `/readyz` condition of a projection worker.
+pub(crate) type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The projection worker's own settings, shared by `project` and `serve`;
+/// brokers and topics are the relay's (KAFKA_BROKERS, TICKETS_TOPIC, …).
+#[derive(Debug, Args)]
+pub(crate) struct ProjectionArgs {
+    /// Consumer group; workers sharing it share the partitions.
+    #[arg(
+        long,
+        env = "PROJECTION_GROUP_ID",
+        default_value = "ticketing-projections"
+    )]
+    projection_group_id: String,
+
+    /// Consumer session timeout in milliseconds; joining a group takes about
+    /// half of it on the local broker.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6_000)]
+    kafka_session_timeout_ms: u64,
+
+    /// Consumer heartbeat interval in milliseconds.
+    #[arg(long, env = "KAFKA_HEARTBEAT_INTERVAL_MS", default_value_t = 300)]
+    kafka_heartbeat_interval_ms: u64,
+
+    /// Retries of an event that fails to apply before it is dead-lettered.
+    #[arg(long, env = "PROJECTION_MAX_RETRIES", default_value_t = 5)]
+    projection_max_retries: u32,
+
+    /// First retry delay in milliseconds, doubled on each retry.
+    #[arg(long, env = "PROJECTION_RETRY_BASE_MS", default_value_t = 50)]
+    projection_retry_base_ms: u64,
+
+    /// Most already-fetched messages applied in one transaction.
+    #[arg(long, env = "PROJECTION_BATCH_SIZE", default_value_t = 500)]
+    projection_batch_size: usize,
+
+    /// Lag (messages, worst partition) above which `/readyz` says not ready.
+    #[arg(long, env = "PROJECTION_READY_MAX_LAG", default_value_t = 1_000)]
+    projection_ready_max_lag: i64,
+}
+
+impl ProjectionArgs {
+    pub(crate) fn config(&self, relay: &RelayConfig) -> ProjectionConfig {
+        ProjectionConfig {
+            brokers: relay.brokers.clone(),
+            topics: relay.topics.clone(),
+            group_id: self.projection_group_id.clone(),
+            partitions: relay.partitions,
+            replication_factor: relay.replication_factor,
+            session_timeout: Duration::from_millis(self.kafka_session_timeout_ms),
+            heartbeat_interval: Duration::from_millis(self.kafka_heartbeat_interval_ms),
+            max_batch: self.projection_batch_size.max(1),
+            max_retries: self.projection_max_retries,
+            retry_base: Duration::from_millis(self.projection_retry_base_ms),
+            ready_max_lag: self.projection_ready_max_lag,
+            ..ProjectionConfig::default()
+        }
+    }
+
+    /// Starts a worker in the background; it runs until `shutdown`.
+    pub(crate) fn spawn(
+        &self,
+        pool: sqlx::PgPool,
+        relay: &RelayConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(JoinHandle<Result<(), ProjectionError>>, ReadinessCheck)> {
+        let projector = Projector::new(pool, self.config(relay))
+            .context("Failed to create the projection worker")?;
+        let readiness = Arc::new(projector.readiness_check());
+        tracing::info!(group = %self.projection_group_id, "starting the projection worker");
+        Ok((
+            tokio::spawn(projector.run_until_stopped(shutdown)),
+            readiness,
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Arg {
+    #[command(flatten)]
+    database: DatabaseArg,
+
+    #[command(flatten)]
+    relay: RelayArgs,
+
+    #[command(flatten)]
+    projection: ProjectionArgs,
+}
+
+impl Arg {
+    pub(crate) async fn main(self) -> anyhow::Result<()> {
+        let pool = self.database.connect_and_migrate().await?;
+        let shutdown = CancellationToken::new();
+        let (worker, _readiness) =
+            self.projection
+                .spawn(pool, &self.relay.config(), shutdown.clone())?;
+        shutdown_signal().await;
+        shutdown.cancel();
+        stop(worker).await
+    }
+}
+
+/// Waits for a cancelled worker to finish its batch and commit its offsets,
+/// at most [`PROJECTION_GRACE`]. A batch cut short is not lost: its offsets
+/// were not committed, so the partition's next owner projects it again.
+pub(crate) async fn stop(
+    mut worker: JoinHandle<Result<(), ProjectionError>>,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(PROJECTION_GRACE, &mut worker).await {
+        Ok(joined) => joined
+            .context("The projection task failed")?
+            .context("The projection worker failed"),
+        Err(_) => {
+            tracing::warn!("the projection worker did not stop in time; aborting it");
+            worker.abort();
+            Ok(())
+        }
+    }
+}

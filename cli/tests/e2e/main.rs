@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `ticketing serve` process (gateway, relay and
+//! projections) on a fresh database and fresh topics of the real broker,
+//! driven over HTTP as clients drive it.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod helpers;
+mod queries;
+mod read_your_writes;

@@ -1,0 +1,278 @@
+//! The contract's query rows, answered from the read models.
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::start_system;
+
+async fn error_body(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    (
+        status,
+        response.json::<Value>().await.unwrap()["errors"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn tickets_are_listed_and_shown_and_reserved_ones_are_hidden() {
+    let system = start_system().await;
+    let (seller, seller_id) = system.signed_in_client().await;
+    let (buyer, _) = system.signed_in_client().await;
+    let (first, _) = system.create_ticket(&seller, "first", 10.0).await;
+    let (second, token) = system.create_ticket(&seller, "second", 19.99).await;
+
+    let listed: Value = system
+        .get_after(&Client::new(), "/api/tickets", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&first["id"].as_str().unwrap())
+            && ids.contains(&second["id"].as_str().unwrap())
+    );
+    let shown = system
+        .get_after(
+            &Client::new(),
+            &format!("/api/tickets/{}", second["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert_eq!(
+        shown.json::<Value>().await.unwrap(),
+        json!({ "id": second["id"], "title": "second", "price": 19.99, "userId": seller_id, "version": 0 })
+    );
+
+    let (order, token) = system
+        .place_order(&buyer, second["id"].as_str().unwrap())
+        .await;
+    let listed: Value = system
+        .get_after(&Client::new(), "/api/tickets", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![first["id"].as_str().unwrap()],
+        "the reserved ticket is hidden"
+    );
+    let reserved: Value = system
+        .get_after(
+            &Client::new(),
+            &format!("/api/tickets/{}", second["id"].as_str().unwrap()),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reserved["orderId"], order["id"]);
+    assert_eq!(reserved["version"], 1);
+
+    let (status, _, token) = system
+        .command(
+            &buyer,
+            Method::DELETE,
+            &format!("/api/orders/{}", order["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let listed: Value = system
+        .get_after(&Client::new(), "/api/tickets", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "released, listed again: {listed}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ticket_ids_are_404() {
+    let system = start_system().await;
+    for id in [uuid::Uuid::new_v4().to_string(), "nope".to_owned()] {
+        let (status, errors) = error_body(
+            Client::new()
+                .get(system.url(&format!("/api/tickets/{id}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(errors, json!([{ "message": "Not Found" }]));
+    }
+}
+
+#[tokio::test]
+async fn a_user_lists_only_their_orders_oldest_first_with_their_tickets() {
+    let system = start_system().await;
+    let (seller, _) = system.signed_in_client().await;
+    let (buyer, buyer_id) = system.signed_in_client().await;
+    let (other, _) = system.signed_in_client().await;
+    let mut placed = Vec::new();
+    let mut token = String::new();
+    for title in ["a", "b", "c"] {
+        let (ticket, _) = system.create_ticket(&seller, title, 5.0).await;
+        let (order, order_token) = system
+            .place_order(&buyer, ticket["id"].as_str().unwrap())
+            .await;
+        placed.push(order);
+        token = order_token;
+    }
+    let (ticket, _) = system.create_ticket(&seller, "theirs", 5.0).await;
+    let (_, other_token) = system
+        .place_order(&other, ticket["id"].as_str().unwrap())
+        .await;
+
+    let response = system
+        .get_after(&buyer, "/api/orders", &format!("{token},{other_token}"))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let orders: Value = response.json().await.unwrap();
+    assert_eq!(
+        orders,
+        Value::Array(placed.clone()),
+        "oldest first, each with its ticket"
+    );
+    for order in orders.as_array().unwrap() {
+        assert_eq!(order["userId"], buyer_id);
+        assert_eq!(order["status"], "created");
+    }
+    let (status, errors) = error_body(
+        Client::new()
+            .get(system.url("/api/orders"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, errors),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!([{ "message": "Not authorized" }])
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_order_is_shown_to_its_owner_only() {
+    let system = start_system().await;
+    let (buyer, _) = system.signed_in_client().await;
+    let (stranger, _) = system.signed_in_client().await;
+    let (ticket, _) = system.create_ticket(&buyer, "t", 5.0).await;
+    let (order, token) = system
+        .place_order(&buyer, ticket["id"].as_str().unwrap())
+        .await;
+    let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+
+    let shown = system.get_after(&buyer, &path, &token).await;
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert_eq!(shown.json::<Value>().await.unwrap(), order);
+
+    let (status, errors) = error_body(system.get_after(&stranger, &path, &token).await).await;
+    assert_eq!(
+        (status, errors),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!([{ "message": "Not authorized" }])
+        )
+    );
+    let (status, _) = error_body(Client::new().get(system.url(&path)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for id in [uuid::Uuid::new_v4().to_string(), "nope".to_owned()] {
+        let (status, errors) = error_body(
+            buyer
+                .get(system.url(&format!("/api/orders/{id}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, errors),
+            (StatusCode::NOT_FOUND, json!([{ "message": "Not Found" }]))
+        );
+    }
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_cursor_and_stay_plain_arrays() {
+    let system = start_system().await;
+    let (seller, _) = system.signed_in_client().await;
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    for i in 0..5 {
+        let (ticket, t) = system.create_ticket(&seller, &format!("t{i}"), 1.0).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
+        token = t;
+    }
+    let _ = system
+        .get_after(&Client::new(), "/api/tickets", &token)
+        .await;
+
+    let mut seen = Vec::new();
+    let mut next = Some("/api/tickets?limit=2".to_owned());
+    while let Some(path) = next {
+        let response = Client::new().get(system.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        next = response.headers().get("link").map(|link| {
+            let link = link.to_str().unwrap();
+            link[link.find('<').unwrap() + 1..link.find('>').unwrap()].to_owned()
+        });
+        let page: Value = response.json().await.unwrap();
+        assert!(page.as_array().unwrap().len() <= 2);
+        seen.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(seen, ids);
+
+    for bad in ["limit=0", "limit=-1", "limit=abc", "limit=1000000"] {
+        let response = Client::new()
+            .get(system.url(&format!("/api/tickets?{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_consistency_token_is_a_400() {
+    let system = start_system().await;
+    let response = system
+        .get_after(&Client::new(), "/api/tickets", "ticket:nope:1")
+        .await;
+    let (status, errors) = error_body(response).await;
+    assert_eq!(
+        (status, errors),
+        (
+            StatusCode::BAD_REQUEST,
+            json!([{ "message": "X-Consistency-Token is malformed" }])
+        )
+    );
+}

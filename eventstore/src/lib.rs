@@ -1,0 +1,18 @@
+//! The PostgreSQL event store of ticketing.
+//!
+//! Aggregates (crate `ticketing-aggregates`) persist their events through
+//! postgres-es into the `events` table. This crate owns the schema (sqlx
+//! migrations, embedded in the binary) and the [`CommandExecutor`], which runs
+//! a command against the current state of one aggregate and commits the
+//! resulting events with optimistic concurrency, re-running the command a
+//! bounded number of times when another writer got there first.
+
+mod database;
+mod executor;
+mod metadata;
+mod scratch;
+
+pub use database::{connect, migrate, DatabaseError, MIGRATOR};
+pub use executor::{CommandError, CommandExecutor, Executed};
+pub use metadata::CommandMetadata;
+pub use scratch::ScratchDatabase;

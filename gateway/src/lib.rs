@@ -1,0 +1,26 @@
+//! The REST gateway of ticketing: the API of `shared/api-contract.md` over
+//! the event-sourced aggregates.
+//!
+//! Handlers are thin: authenticate, parse the body into domain types, run a
+//! command through the event store's executor, map the result. Business rules
+//! live in `ticketing-aggregates`; errors map to the contract in `error`.
+
+mod consistency;
+mod current_user;
+mod email;
+mod error;
+mod idempotency;
+mod json_body;
+mod pagination;
+mod password;
+mod read_models;
+mod request_context;
+mod routes;
+mod session;
+mod settings;
+mod startup;
+mod state;
+mod views;
+
+pub use settings::GatewaySettings;
+pub use startup::{Application, ReadinessCheck};

@@ -1,0 +1,69 @@
+//! `?limit=&after=` on list endpoints. The body stays the contract's plain
+//! array; the next page is announced in a `Link: <...>; rel="next"` header.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::header::LINK;
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) struct Page {
+    pub(crate) limit: i64,
+    pub(crate) after: Option<String>,
+}
+
+impl FromRequestParts<Arc<AppState>> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let max = state.settings.list_limit;
+        let invalid = || ApiError::BadRequest(format!("limit must be an integer from 1 to {max}"));
+        let Query(params) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::BadRequest("The query string is malformed".to_owned()))?;
+        let limit = match params.get("limit") {
+            None => max,
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=max).contains(l))
+                .ok_or_else(invalid)?,
+        };
+        Ok(Page {
+            limit: i64::from(limit),
+            after: params.get("after").filter(|a| !a.is_empty()).cloned(),
+        })
+    }
+}
+
+impl Page {
+    /// The items as a JSON array, with a link to the next page when this one
+    /// is full. `cursor` gives the value to continue after.
+    pub(crate) fn respond<T: Serialize>(
+        &self,
+        path: &str,
+        items: Vec<T>,
+        cursor: Option<String>,
+    ) -> Response {
+        let full = i64::try_from(items.len()).is_ok_and(|n| n == self.limit);
+        let mut response = Json(items).into_response();
+        if let (true, Some(cursor)) = (full, cursor) {
+            let link = format!("<{path}?limit={}&after={cursor}>; rel=\"next\"", self.limit);
+            if let Ok(value) = HeaderValue::from_str(&link) {
+                let _ = response.headers_mut().insert(LINK, value);
+            }
+        }
+        response
+    }
+}

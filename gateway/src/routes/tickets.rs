@@ -1,0 +1,154 @@
+//! Ticket commands: create and update.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde_json::Value;
+use ticketing_aggregates::{
+    Money, PriceError, Ticket, TicketCommand, TicketError, Title, TitleError,
+};
+use ticketing_eventstore::CommandError;
+
+use crate::consistency::{with_token, ConsistencyToken, ReadAfter};
+use crate::current_user::SignedIn;
+use crate::error::{ApiError, ErrorEntry};
+use crate::idempotency::NewId;
+use crate::json_body::JsonBody;
+use crate::pagination::Page;
+use crate::read_models;
+use crate::request_context::RequestContext;
+use crate::routes::{parse_id, RawId};
+use crate::state::AppState;
+use crate::views::TicketView;
+
+struct TicketInput {
+    title: Title,
+    price: Money,
+}
+
+impl TryFrom<&JsonBody> for TicketInput {
+    type Error = ApiError;
+
+    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+        let title = body
+            .str("title")
+            .ok_or(TitleError::Required)
+            .and_then(Title::parse);
+        // The number's own text is parsed as an exact decimal: no float rounding.
+        let price = match body.get("price") {
+            Some(Value::Number(number)) => Money::parse_decimal(&number.to_string()),
+            _ => Err(PriceError::NotPositive),
+        };
+        match (title, price) {
+            (Ok(title), Ok(price)) => Ok(TicketInput { title, price }),
+            (title, price) => Err(ApiError::Validation(
+                [
+                    title.err().map(|e| ErrorEntry::field("title", e)),
+                    price.err().map(|e| ErrorEntry::field("price", e)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            )),
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub(crate) async fn create(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+    NewId(id): NewId,
+    context: RequestContext,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input = TicketInput::try_from(&body)?;
+    let id = id.to_string();
+    let command = TicketCommand::Create {
+        title: input.title,
+        price: input.price,
+        user_id: user.id.clone(),
+    };
+    let ticket = match state
+        .tickets
+        .execute(&id, command, &context.metadata(&user.id))
+        .await
+    {
+        Ok(executed) => executed.aggregate,
+        // Only a request re-run under its Idempotency-Key reuses an id: the
+        // ticket its first run created is the answer.
+        Err(CommandError::Rejected(TicketError::AlreadyExists)) => {
+            let ticket: Ticket = state.tickets.load(&id).await?;
+            if ticket.user_id() != user.id {
+                return Err(ApiError::NotAuthorized);
+            }
+            ticket
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let token = ConsistencyToken::default().ticket(&id, ticket.version());
+    Ok(with_token(
+        &token,
+        (StatusCode::CREATED, Json(TicketView::new(&id, &ticket))),
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, ticket_id = %raw_id))]
+pub(crate) async fn update(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+    RawId(raw_id): RawId,
+    context: RequestContext,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input = TicketInput::try_from(&body)?;
+    let id = parse_id(&raw_id)?;
+    let command = TicketCommand::Update {
+        title: input.title,
+        price: input.price,
+        user_id: user.id.clone(),
+    };
+    let executed = state
+        .tickets
+        .execute(&id, command, &context.metadata(&user.id))
+        .await?;
+    let ticket = executed.aggregate;
+    let token = ConsistencyToken::default().ticket(&id, ticket.version());
+    Ok(with_token(&token, Json(TicketView::new(&id, &ticket))))
+}
+
+/// Tickets not reserved by any order, oldest first.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    read_after: ReadAfter,
+    page: Page,
+) -> Result<Response, ApiError> {
+    read_after
+        .wait(&state.pool, state.settings.consistency_wait)
+        .await?;
+    let rows =
+        read_models::available_tickets(&state.pool, page.after.as_deref(), page.limit).await?;
+    let cursor = rows.last().map(|row| row.id.clone());
+    let tickets: Vec<TicketView> = rows.into_iter().map(TicketView::from).collect();
+    Ok(page.respond("/api/tickets", tickets, cursor))
+}
+
+#[tracing::instrument(skip_all, fields(ticket_id = %raw_id))]
+pub(crate) async fn show(
+    State(state): State<Arc<AppState>>,
+    read_after: ReadAfter,
+    RawId(raw_id): RawId,
+) -> Result<Json<TicketView>, ApiError> {
+    let id = parse_id(&raw_id)?;
+    read_after
+        .wait(&state.pool, state.settings.consistency_wait)
+        .await?;
+    let row = read_models::ticket(&state.pool, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(TicketView::from(row)))
+}

@@ -1,0 +1,142 @@
+//! Sign-up, sign-in, sign-out and the current user, per the contract.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::current_user::MaybeSignedIn;
+use crate::email::Email;
+use crate::error::{ApiError, ErrorEntry};
+use crate::json_body::JsonBody;
+use crate::password;
+use crate::session::CLEARED_COOKIE;
+use crate::state::AppState;
+
+const EMAIL_INVALID: &str = "Email must be valid";
+
+fn parse_email(body: &JsonBody, errors: &mut Vec<ErrorEntry>) -> Option<Email> {
+    let email = body.str("email").and_then(Email::parse);
+    if email.is_none() {
+        errors.push(ErrorEntry::field("email", EMAIL_INVALID));
+    }
+    email
+}
+
+/// The password as the original platform used it: trimmed.
+fn trimmed_password(body: &JsonBody) -> Option<&str> {
+    body.str("password").map(str::trim)
+}
+
+fn signed_in(
+    state: &AppState,
+    status: StatusCode,
+    id: &str,
+    email: &str,
+) -> Result<Response, ApiError> {
+    let token = state
+        .sessions
+        .issue(id, email)
+        .context("Failed to sign the session token")?;
+    let cookie = state.sessions.cookie(&token);
+    Ok((
+        status,
+        [(SET_COOKIE, cookie)],
+        Json(json!({ "id": id, "email": email })),
+    )
+        .into_response())
+}
+
+#[tracing::instrument(skip_all)]
+pub(crate) async fn signup(
+    State(state): State<Arc<AppState>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let email = parse_email(&body, &mut errors);
+    let password = trimmed_password(&body).filter(|p| (4..=20).contains(&p.chars().count()));
+    if password.is_none() {
+        errors.push(ErrorEntry::field(
+            "password",
+            "Password must be between 4 and 20 characters",
+        ));
+    }
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::Validation(errors));
+    };
+    // Checked first only to spare the hashing cost; the unique index decides.
+    let taken: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1)")
+            .bind(email.as_str())
+            .fetch_one(&state.pool)
+            .await
+            .context("Failed to look up the email")?;
+    if taken {
+        return Err(ApiError::BadRequest("Email in use".to_owned()));
+    }
+    let hash = password::hash(password.to_owned()).await?;
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(email.as_str())
+        .bind(hash)
+        .execute(&state.pool)
+        .await;
+    match inserted {
+        Ok(_) => signed_in(&state, StatusCode::CREATED, &id.to_string(), email.as_str()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(ApiError::BadRequest("Email in use".to_owned()))
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("Failed to insert the user")
+            .into()),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub(crate) async fn signin(
+    State(state): State<Arc<AppState>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let email = parse_email(&body, &mut errors);
+    let password = trimmed_password(&body).filter(|p| !p.is_empty());
+    if password.is_none() {
+        errors.push(ErrorEntry::field("password", "You must supply a password"));
+    }
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let user: Option<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, email, password_hash FROM users WHERE lower(email) = $1")
+            .bind(email.as_str())
+            .fetch_optional(&state.pool)
+            .await
+            .context("Failed to look up the user")?;
+    let stored_hash = user.as_ref().map(|(_, _, hash)| hash.clone());
+    let valid = password::verify(password.to_owned(), stored_hash).await?;
+    match user {
+        Some((id, email, _)) if valid => signed_in(&state, StatusCode::OK, &id.to_string(), &email),
+        _ => Err(ApiError::BadRequest("Invalid credentials".to_owned())),
+    }
+}
+
+pub(crate) async fn signout() -> Response {
+    (
+        StatusCode::OK,
+        [(SET_COOKIE, CLEARED_COOKIE)],
+        Json(json!({})),
+    )
+        .into_response()
+}
+
+pub(crate) async fn current_user(MaybeSignedIn(claims): MaybeSignedIn) -> Json<serde_json::Value> {
+    let current = claims.map(|c| json!({ "id": c.id, "email": c.email, "iat": c.iat }));
+    Json(json!({ "currentUser": current }))
+}

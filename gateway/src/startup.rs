@@ -1,0 +1,55 @@
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::routes::router;
+use crate::settings::GatewaySettings;
+use crate::state::AppState;
+
+/// A condition `/readyz` requires besides a reachable database, e.g. "the
+/// projections are not lagging"; `Err` says why the process is not ready.
+pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The HTTP server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    port: u16,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and wires the routes.
+    pub async fn build(settings: GatewaySettings, pool: PgPool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((settings.host, settings.port)).await?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            listener,
+            state: AppState::new(settings, pool),
+            port,
+        })
+    }
+
+    /// Makes `/readyz` also require `check`, reported under `name`.
+    #[must_use]
+    pub fn with_readiness_check(mut self, name: &'static str, check: ReadinessCheck) -> Self {
+        self.state.readiness.push((name, check));
+        self
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and answers
+    /// the requests already in flight before returning.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, router(Arc::new(self.state)))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,185 @@
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use ticketing_eventstore::ScratchDatabase;
+use ticketing_gateway::{Application, GatewaySettings};
+use uuid::Uuid;
+
+pub(crate) const JWT_KEY: &str = "test-jwt-key";
+
+fn init_tracing() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt().with_env_filter("info").init();
+        }
+    });
+}
+
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) pool: PgPool,
+    pub(crate) client: Client,
+    database: Option<ScratchDatabase>,
+}
+
+/// Starts the gateway on a free port over a fresh, migrated database.
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+    init_tracing();
+    let database = ScratchDatabase::create("ticketing_test", 20)
+        .await
+        .expect("create a test database (is PostgreSQL running? `make stack`)");
+    let pool = database.pool().clone();
+    let mut settings = GatewaySettings::local(JWT_KEY);
+    settings.port = 0;
+    configure(&mut settings);
+    let app = Application::build(settings, pool.clone())
+        .await
+        .expect("build the application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let _server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address,
+        pool,
+        client: new_client(),
+        database: Some(database),
+    }
+}
+
+/// A client with its own cookie jar: one browser, one user.
+pub(crate) fn new_client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build an HTTP client")
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(database) = self.database.take() {
+            database.remove_blocking();
+        }
+    }
+}
+
+pub(crate) fn unique_email() -> String {
+    format!("user-{}@test.com", Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub(crate) async fn post(&self, client: &Client, path: &str, body: Value) -> Response {
+        client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub(crate) async fn put(&self, client: &Client, path: &str, body: Value) -> Response {
+        client
+            .put(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub(crate) async fn delete(&self, client: &Client, path: &str) -> Response {
+        client.delete(self.url(path)).send().await.expect("request")
+    }
+
+    pub(crate) async fn get(&self, client: &Client, path: &str) -> Response {
+        client.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// Signs a new user up on `client`; returns the user's id.
+    pub(crate) async fn sign_up(&self, client: &Client) -> String {
+        let response = self
+            .post(
+                client,
+                "/api/users/signup",
+                json!({ "email": unique_email(), "password": "password" }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        body(response).await["id"]
+            .as_str()
+            .expect("user id")
+            .to_owned()
+    }
+
+    /// A new signed-in client and its user id.
+    pub(crate) async fn signed_in_client(&self) -> (Client, String) {
+        let client = new_client();
+        let id = self.sign_up(&client).await;
+        (client, id)
+    }
+
+    /// Creates a ticket as `client`; returns its JSON.
+    pub(crate) async fn create_ticket(&self, client: &Client, title: &str, price: Value) -> Value {
+        let response = self
+            .post(
+                client,
+                "/api/tickets",
+                json!({ "title": title, "price": price }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        body(response).await
+    }
+
+    pub(crate) async fn order(&self, client: &Client, ticket_id: &str) -> Response {
+        self.post(client, "/api/orders", json!({ "ticketId": ticket_id }))
+            .await
+    }
+
+    pub(crate) async fn event_count(&self, aggregate_id: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(aggregate_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+}
+
+pub(crate) async fn body(response: Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// Asserts the status and the contract's error body, entry by entry.
+pub(crate) async fn assert_errors(
+    response: Response,
+    status: StatusCode,
+    expected: &[(&str, Option<&str>)],
+) {
+    assert_eq!(response.status(), status);
+    let body = body(response).await;
+    let errors = body["errors"].as_array().expect("an errors array");
+    let actual: Vec<(String, Option<String>)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["message"].as_str().expect("a message").to_owned(),
+                e.get("field").and_then(Value::as_str).map(str::to_owned),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Option<String>)> = expected
+        .iter()
+        .map(|(m, f)| ((*m).to_owned(), f.map(str::to_owned)))
+        .collect();
+    assert_eq!(actual, expected, "body: {body}");
+}

@@ -1,0 +1,170 @@
+use futures::future::join_all;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_errors, body, new_client, spawn_app, TestApp};
+
+async fn post_with_key(
+    app: &TestApp,
+    client: &Client,
+    path: &str,
+    key: &str,
+    input: Value,
+) -> reqwest::Response {
+    client
+        .post(app.url(path))
+        .header("Idempotency-Key", key)
+        .json(&input)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ticket_events(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Ticket'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retried_create_gets_the_same_response_and_no_second_event() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    let input = json!({ "title": "concert", "price": 10 });
+
+    let first = post_with_key(&app, &client, "/api/tickets", "key-1", input.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = body(first).await;
+    let retry = post_with_key(&app, &client, "/api/tickets", "key-1", input).await;
+
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.headers()["content-type"], "application/json");
+    assert_eq!(body(retry).await, first);
+    assert_eq!(ticket_events(&app).await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_run_once() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    let input = json!({ "title": "concert", "price": 10 });
+
+    let responses = join_all(
+        (0..10).map(|_| post_with_key(&app, &client, "/api/tickets", "same-key", input.clone())),
+    )
+    .await;
+
+    let mut bodies = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        bodies.push(body(response).await);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(ticket_events(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_key_is_scoped_to_its_user_and_request() {
+    let app = spawn_app().await;
+    let (alice, _) = app.signed_in_client().await;
+    let (bob, _) = app.signed_in_client().await;
+
+    let a = post_with_key(
+        &app,
+        &alice,
+        "/api/tickets",
+        "shared",
+        json!({ "title": "a", "price": 1 }),
+    )
+    .await;
+    let b = post_with_key(
+        &app,
+        &bob,
+        "/api/tickets",
+        "shared",
+        json!({ "title": "b", "price": 2 }),
+    )
+    .await;
+    assert_eq!(a.status(), StatusCode::CREATED);
+    assert_eq!(b.status(), StatusCode::CREATED);
+    assert_ne!(body(a).await["id"], body(b).await["id"]);
+
+    let reused = post_with_key(
+        &app,
+        &alice,
+        "/api/tickets",
+        "shared",
+        json!({ "title": "other", "price": 1 }),
+    )
+    .await;
+    assert_errors(
+        reused,
+        StatusCode::BAD_REQUEST,
+        &[(
+            "Idempotency-Key was already used for a different request",
+            None,
+        )],
+    )
+    .await;
+    assert_eq!(ticket_events(&app).await, 2);
+}
+
+#[tokio::test]
+async fn rejected_requests_are_replayed_too() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    let invalid = json!({ "title": "", "price": 10 });
+    for _ in 0..2 {
+        let response = post_with_key(&app, &client, "/api/tickets", "bad", invalid.clone()).await;
+        assert_errors(
+            response,
+            StatusCode::BAD_REQUEST,
+            &[("Title is required", Some("title"))],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_retried_order_reserves_once() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    let ticket = app.create_ticket(&client, "concert", json!(10)).await;
+    let input = json!({ "ticketId": ticket["id"] });
+
+    let first = post_with_key(&app, &client, "/api/orders", "order-1", input.clone()).await;
+    let retry = post_with_key(&app, &client, "/api/orders", "order-1", input).await;
+
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(body(first).await, body(retry).await);
+    assert_eq!(app.event_count(ticket["id"].as_str().unwrap()).await, 2);
+}
+
+#[tokio::test]
+async fn keys_are_validated_after_authentication() {
+    let app = spawn_app().await;
+    let input = json!({ "title": "concert", "price": 10 });
+    let signed_out = post_with_key(&app, &new_client(), "/api/tickets", "k", input.clone()).await;
+    assert_errors(
+        signed_out,
+        StatusCode::UNAUTHORIZED,
+        &[("Not authorized", None)],
+    )
+    .await;
+
+    let (client, _) = app.signed_in_client().await;
+    let too_long = post_with_key(&app, &client, "/api/tickets", &"k".repeat(256), input).await;
+    assert_errors(
+        too_long,
+        StatusCode::BAD_REQUEST,
+        &[(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            None,
+        )],
+    )
+    .await;
+}

@@ -1,0 +1,13 @@
+//! Black-box tests of the REST API: a real server on a fresh PostgreSQL
+//! database per test, driven over HTTP exactly as clients drive it.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod bad_input;
+mod concurrency;
+mod health;
+mod helpers;
+mod idempotency;
+mod orders;
+mod tickets;
+mod users;

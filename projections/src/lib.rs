@@ -1,0 +1,58 @@
+//! Projection workers: the read models the GET endpoints serve, built from
+//! the Kafka topics the relay publishes.
+//!
+//! # Exactly once, in effect
+//!
+//! Delivery is at least once (the relay re-sends after a failure; a worker
+//! that dies before committing offsets is followed by one that consumes them
+//! again), so applying must be idempotent. Each view row carries its own
+//! checkpoint, `last_sequence`: the aggregate's last applied event. An event
+//! applies only if it is the next one (`sequence = last_sequence + 1`), and
+//! the change and the new checkpoint are one statement in one transaction,
+//! so an event seen twice finds the checkpoint already past it and changes
+//! nothing. Kafka offsets are committed only after that transaction.
+//!
+//! # Order and gaps
+//!
+//! The relay keys messages by aggregate id, so one aggregate's events arrive
+//! in order on one partition. A message further ahead than the next one
+//! (the broker lost data, or a topic was recreated) is a gap: the missing
+//! events are read from the event store, in the same database and
+//! transaction, converted exactly as the relay publishes them
+//! ([`ticketing_relay::load_envelopes`]), and applied first. A gap is never
+//! skipped: if the store lacks them too, the message fails like a poison one.
+//!
+//! # Poison messages
+//!
+//! A message that cannot be decoded is parked on `<topic>.dlq` at once;
+//! one that fails to apply is retried with exponential backoff, then parked
+//! with the error and its origin in headers ([`dead_letter`]). Either way
+//! its offset is then committed and the partition moves on. A database
+//! outage is not a poison message: it is retried until it ends.
+//!
+//! # The loop
+//!
+//! As zero2prod's delivery worker: [`Projector::try_project_batch`] takes
+//! one step and reports a [`ProjectOutcome`]; [`Projector::run_until_stopped`]
+//! only fetches, retries and commits. A batch is whatever the consumer has
+//! already fetched (never waited for), applied in one transaction.
+
+mod apply;
+mod config;
+mod consumer;
+pub mod dead_letter;
+mod decode;
+mod error;
+mod lag;
+mod metrics;
+mod step;
+mod views;
+mod worker;
+
+pub use apply::{apply_event, Applied};
+pub use config::{ProjectionConfig, DLQ_SUFFIX};
+pub use decode::{AggregateKind, DecodeError, ProjectedEvent};
+pub use error::ProjectionError;
+pub use metrics::{PartitionLag, ProjectionMetrics, ProjectionMetricsSnapshot};
+pub use step::{BatchReport, Incoming, ProjectOutcome};
+pub use worker::Projector;

@@ -1,0 +1,207 @@
+//! Counters and consumer lag, for `/readyz` and the observability issue.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Shared by the worker (writer), its consumer's callbacks, and readers.
+#[derive(Debug)]
+pub struct ProjectionMetrics {
+    applied: AtomicU64,
+    duplicates: AtomicU64,
+    gaps_healed: AtomicU64,
+    healed_events: AtomicU64,
+    dead_lettered: AtomicU64,
+    retries: AtomicU64,
+    joined: AtomicBool,
+    /// Receive to database commit, per event, in microseconds.
+    processing_micros: Mutex<Histogram<u64>>,
+    partitions: Mutex<BTreeMap<(String, i32), PartitionLag>>,
+}
+
+/// What is known of one assigned partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionLag {
+    /// The broker's high watermark, as of the last statistics.
+    pub high_watermark: i64,
+    /// The next offset to project: everything before it is in the database.
+    pub position: i64,
+}
+
+impl PartitionLag {
+    /// Messages on the broker not yet in the read models.
+    pub fn lag(&self) -> i64 {
+        (self.high_watermark - self.position).max(0)
+    }
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProjectionMetricsSnapshot {
+    /// Events applied to a view (healed ones included).
+    pub events_applied: u64,
+    /// Events already applied, skipped.
+    pub duplicates_skipped: u64,
+    /// Gaps detected and filled from the event store.
+    pub gaps_healed: u64,
+    /// Events read from the event store to fill gaps.
+    pub healed_events: u64,
+    pub dead_lettered: u64,
+    /// Retries of failed applies (transient or not).
+    pub retries: u64,
+    /// Whether the consumer has joined its group (had an assignment).
+    pub joined: bool,
+    pub processing_samples: u64,
+    pub processing_p50: Duration,
+    pub processing_p99: Duration,
+    pub processing_max: Duration,
+    /// Lag per assigned (topic, partition).
+    pub partitions: BTreeMap<(String, i32), PartitionLag>,
+}
+
+impl Default for ProjectionMetrics {
+    fn default() -> Self {
+        Self {
+            applied: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            gaps_healed: AtomicU64::new(0),
+            healed_events: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            joined: AtomicBool::new(false),
+            // Bounded (1 µs to 10 min) rather than auto-resizing: a
+            // saturating record clamps instead of growing the histogram.
+            // Valid bounds and digits, so this cannot panic.
+            #[allow(clippy::expect_used)]
+            processing_micros: Mutex::new(
+                Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"),
+            ),
+            partitions: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ProjectionMetrics {
+    pub fn snapshot(&self) -> ProjectionMetricsSnapshot {
+        let histogram = lock(&self.processing_micros);
+        let micros = |quantile: f64| Duration::from_micros(histogram.value_at_quantile(quantile));
+        ProjectionMetricsSnapshot {
+            events_applied: self.applied.load(Ordering::Relaxed),
+            duplicates_skipped: self.duplicates.load(Ordering::Relaxed),
+            gaps_healed: self.gaps_healed.load(Ordering::Relaxed),
+            healed_events: self.healed_events.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            joined: self.joined.load(Ordering::Relaxed),
+            processing_samples: histogram.len(),
+            processing_p50: micros(0.5),
+            processing_p99: micros(0.99),
+            processing_max: Duration::from_micros(histogram.max()),
+            partitions: lock(&self.partitions).clone(),
+        }
+    }
+
+    /// The largest lag over the assigned partitions (0 with none).
+    pub fn max_lag(&self) -> i64 {
+        lock(&self.partitions)
+            .values()
+            .map(PartitionLag::lag)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Messages behind over every assigned partition.
+    pub fn total_lag(&self) -> i64 {
+        lock(&self.partitions).values().map(PartitionLag::lag).sum()
+    }
+
+    /// `Ok` when the worker has joined its group and no partition lags by
+    /// more than `max_lag_bound` messages; otherwise why not, for `/readyz`.
+    pub fn readiness(&self, max_lag_bound: i64) -> Result<(), String> {
+        if !self.joined.load(Ordering::Relaxed) {
+            return Err("projection consumer has not joined its group yet".to_owned());
+        }
+        let lag = self.max_lag();
+        if lag > max_lag_bound {
+            return Err(format!(
+                "projection lag {lag} exceeds the bound {max_lag_bound}"
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn record_applied(&self, healed_events: usize) {
+        let _ = self.applied.fetch_add(1, Ordering::Relaxed);
+        if healed_events > 0 {
+            let healed = u64::try_from(healed_events).unwrap_or(u64::MAX);
+            let _ = self.applied.fetch_add(healed, Ordering::Relaxed);
+            let _ = self.healed_events.fetch_add(healed, Ordering::Relaxed);
+            let _ = self.gaps_healed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn record_duplicate(&self) {
+        let _ = self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_dead_letter(&self) {
+        let _ = self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_retry(&self) {
+        let _ = self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_processing(&self, durations: impl Iterator<Item = Duration>) {
+        let mut histogram = lock(&self.processing_micros);
+        for duration in durations {
+            let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+            histogram.saturating_record(micros);
+        }
+    }
+
+    /// Everything before `next_offset` of the partition is in the database.
+    pub(crate) fn record_position(&self, topic: &str, partition: i32, next_offset: i64) {
+        let mut partitions = lock(&self.partitions);
+        let entry = partitions.entry((topic.to_owned(), partition)).or_default();
+        entry.position = entry.position.max(next_offset);
+        entry.high_watermark = entry.high_watermark.max(next_offset);
+    }
+
+    /// The assignment changed: partitions no longer ours stop counting.
+    pub(crate) fn set_assignment(&self, assigned: &[(String, i32)]) {
+        self.joined.store(true, Ordering::Relaxed);
+        let mut partitions = lock(&self.partitions);
+        partitions.retain(|key, _| assigned.contains(key));
+        for key in assigned {
+            let _ = partitions.entry(key.clone()).or_default();
+        }
+    }
+
+    /// The partitions assigned to this worker.
+    pub(crate) fn assigned(&self) -> Vec<(String, i32)> {
+        lock(&self.partitions).keys().cloned().collect()
+    }
+
+    /// Fresh figures from the broker: the high watermark, and a floor for
+    /// the position (the committed or the earliest offset), which counts
+    /// when this worker has not projected anything there yet. Watermarks
+    /// only grow: two sources report them, each sometimes late.
+    pub(crate) fn observe_partition(&self, key: (String, i32), high: i64, floor: i64) {
+        let mut partitions = lock(&self.partitions);
+        if let Some(entry) = partitions.get_mut(&key) {
+            entry.high_watermark = entry.high_watermark.max(high);
+            if floor >= 0 {
+                entry.position = entry.position.max(floor);
+            }
+        }
+    }
+}
+
+/// A panic while a lock was held cannot leave counters unusable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

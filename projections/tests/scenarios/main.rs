@@ -1,0 +1,15 @@
+//! "Kafka topic in, read model out": envelopes are produced to real topics
+//! (or written through the real write path and read back from the event
+//! store), projected by real workers into a fresh database, and the read
+//! models are checked.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+mod gap;
+mod lag;
+mod outage;
+mod poison;
+mod replay;
+mod sharing;
+mod views;

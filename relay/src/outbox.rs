@@ -1,0 +1,134 @@
+//! SQL over the `events` table (the outbox) and the relay's cursor.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The `relay_cursor` row of the Kafka relay.
+pub const CURSOR_NAME: &str = "kafka";
+
+/// Notified by the `events` insert trigger (migration 0004).
+pub const NOTIFY_CHANNEL: &str = "ticketing_events";
+
+/// How far the relay got: the last acknowledged event's transaction and
+/// position. Events are published in this order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub transaction_id: i64,
+    pub global_position: i64,
+}
+
+/// One row of `events`, as the relay publishes it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StoredEvent {
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: String,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: String,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) metadata: serde_json::Value,
+    pub(crate) global_position: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) transaction_id: i64,
+}
+
+impl StoredEvent {
+    pub(crate) fn cursor(&self) -> Cursor {
+        Cursor {
+            transaction_id: self.transaction_id,
+            global_position: self.global_position,
+        }
+    }
+}
+
+/// Where the relay left off; the start of the store if it never ran.
+///
+/// `xid8` has no sqlx type; it travels as text cast to a bigint, which holds
+/// any 64-bit transaction id PostgreSQL will hand out.
+#[tracing::instrument(skip(conn))]
+pub(crate) async fn load_cursor(conn: &mut PgConnection, name: &str) -> sqlx::Result<Cursor> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM relay_cursor WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(
+        row.map_or_else(Cursor::default, |(transaction_id, global_position)| {
+            Cursor {
+                transaction_id,
+                global_position,
+            }
+        }),
+    )
+}
+
+#[tracing::instrument(skip(conn))]
+pub(crate) async fn save_cursor(
+    conn: &mut PgConnection,
+    name: &str,
+    cursor: Cursor,
+) -> sqlx::Result<()> {
+    let _ = sqlx::query(
+        "INSERT INTO relay_cursor (name, transaction_id, global_position, updated_at) \
+         VALUES ($1, $2::bigint::text::xid8, $3, now()) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+         global_position = EXCLUDED.global_position, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(name)
+    .bind(cursor.transaction_id)
+    .bind(cursor.global_position)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The next events after `after` that are safe to publish, in publication
+/// order.
+///
+/// Only rows of transactions older than the oldest one in flight are read:
+/// those can no longer be joined by a row sorting before them (see the crate
+/// docs), whereas a younger committed row could still be overtaken by an
+/// older transaction committing late.
+#[tracing::instrument(skip(conn))]
+pub(crate) async fn fetch_publishable(
+    conn: &mut PgConnection,
+    after: Cursor,
+    limit: u32,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, sequence, event_type, payload, metadata, \
+                global_position, event_id, recorded_at, \
+                transaction_id::text::bigint AS transaction_id \
+         FROM events \
+         WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id, global_position \
+         LIMIT $3",
+    )
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await
+}
+
+/// Committed events not yet published, counting at most `bound` so that a
+/// large backlog stays cheap to measure.
+#[tracing::instrument(skip(conn))]
+pub(crate) async fn backlog(
+    conn: &mut PgConnection,
+    after: Cursor,
+    bound: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM events \
+         WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) LIMIT $3) AS pending",
+    )
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(bound)
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,192 @@
+//! The Kafka side: an idempotent producer and topic provisioning.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::encode::OutgoingMessage;
+use crate::{RelayConfig, RelayError};
+
+/// Sends batches and waits for every acknowledgement.
+pub struct Publisher {
+    producer: FutureProducer,
+    config: RelayConfig,
+}
+
+impl Publisher {
+    /// Creates the producer; it connects lazily, so this works with the
+    /// broker down.
+    pub fn new(config: &RelayConfig) -> Result<Self, RelayError> {
+        Ok(Self {
+            producer: producer(config)?,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Replaces the producer with a fresh one. After a failed batch the old
+    /// one may be unusable (an idempotent producer's fatal error, or
+    /// sequence numbers a restarted broker no longer knows); nothing is in
+    /// flight then, since every send of the batch has completed.
+    pub fn reset(&mut self) -> Result<(), RelayError> {
+        self.producer = producer(&self.config)?;
+        Ok(())
+    }
+
+    /// Loads the topics' metadata, so that the first batch does not wait
+    /// for partition leaders to be looked up (up to a second otherwise).
+    pub async fn warm_up(&self) -> Result<(), RelayError> {
+        let producer = self.producer.clone();
+        let topics = self.config.topics.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            topics.all().into_iter().try_for_each(|topic| {
+                producer
+                    .client()
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+                    .map(drop)
+            })
+        })
+        .await;
+        match fetched {
+            Ok(result) => result.map_err(RelayError::Client),
+            // The closure does not panic; a cancelled runtime is shutting down.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Sends every message at once, in order, and succeeds only if the
+    /// broker acknowledged all of them.
+    #[tracing::instrument(skip_all, fields(messages = messages.len()))]
+    pub(crate) async fn publish_all(&self, messages: &[OutgoingMessage]) -> Result<(), RelayError> {
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
+            let headers =
+                message
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                        headers.insert(Header {
+                            key,
+                            value: Some(value.as_str()),
+                        })
+                    });
+            let record = FutureRecord::to(&message.topic)
+                .key(&message.key)
+                .payload(&message.payload)
+                .headers(headers);
+            // The queue holds far more than a batch; a full queue is a
+            // failed batch like any other and is retried.
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((source, _)) => {
+                    return Err(RelayError::Delivery {
+                        failed: messages.len() - deliveries.len(),
+                        total: messages.len(),
+                        source,
+                    })
+                }
+            }
+        }
+        let mut first_error = None;
+        let mut failed = 0;
+        for outcome in join_all(deliveries).await {
+            let error = match outcome {
+                Ok(Ok(_)) => continue,
+                Ok(Err((error, _))) => error,
+                Err(_cancelled) => KafkaError::Canceled,
+            };
+            failed += 1;
+            first_error.get_or_insert(error);
+        }
+        match first_error {
+            None => Ok(()),
+            Some(source) => Err(RelayError::Delivery {
+                failed,
+                total: messages.len(),
+                source,
+            }),
+        }
+    }
+}
+
+fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // A short linger groups a burst into one request without adding
+        // noticeable latency when events trickle in.
+        .set("linger.ms", "5")
+        // Nagle's algorithm holds small produce requests back for the
+        // peer's delayed ACK (tens of ms on Linux), per batch.
+        .set("socket.nagle.disable", "true")
+        .set("compression.codec", "lz4")
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
+        .set("client.id", "ticketing-relay")
+        .create()
+        .map_err(RelayError::Client)
+}
+
+/// Creates the topics the relay writes to, if missing, with the configured
+/// partitions and replication. The broker's auto-creation is never relied
+/// upon: it would pick its own defaults.
+#[tracing::instrument(skip_all, fields(brokers = %config.brokers))]
+pub async fn provision_topics(config: &RelayConfig) -> Result<(), RelayError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .map_err(RelayError::Client)?;
+    let names = config.topics.all();
+    let new_topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|source| RelayError::Provision {
+            topic: names.join(","),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(RelayError::Provision {
+                    topic,
+                    source: KafkaError::AdminOp(code),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("brokers", &self.config.brokers)
+            .finish_non_exhaustive()
+    }
+}

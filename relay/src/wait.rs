@@ -1,0 +1,108 @@
+//! How long the relay loop waits between steps: for a notification, a
+//! poll, a short recheck or a failure backoff.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use sqlx::postgres::PgListener;
+
+/// What the loop waits for before the next step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    Now,
+    /// A notification, or the poll interval.
+    ForEvents,
+    /// Events were announced but not yet publishable: an older transaction
+    /// is still in flight. Look again after a few milliseconds.
+    Recheck(u32),
+    /// A failed step; give the broker time.
+    Backoff(u32),
+}
+
+/// Why the loop woke up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Woke {
+    Immediately,
+    Notified,
+    Polled,
+    Rechecking(u32),
+    BackedOff(u32),
+}
+
+/// Short rechecks: 2, 4, … 64 ms, about an eighth of a second in all.
+const MAX_RECHECKS: u32 = 6;
+
+/// Waits as `wait` says, waking early on a notification where that helps.
+pub(crate) async fn until(wait: Wait, listener: &mut PgListener, poll_interval: Duration) -> Woke {
+    match wait {
+        Wait::Now => Woke::Immediately,
+        Wait::ForEvents => {
+            if wait_for_events(listener, poll_interval).await {
+                Woke::Notified
+            } else {
+                Woke::Polled
+            }
+        }
+        Wait::Recheck(attempt) => {
+            let pause = Duration::from_millis(2 << attempt.min(MAX_RECHECKS));
+            if wait_for_events(listener, pause).await {
+                Woke::Notified
+            } else {
+                Woke::Rechecking(attempt)
+            }
+        }
+        Wait::Backoff(attempt) => {
+            tokio::time::sleep(backoff(attempt)).await;
+            Woke::BackedOff(attempt)
+        }
+    }
+}
+
+/// A notification that finds nothing publishable means an older
+/// transaction is still in flight; it will commit within milliseconds as a
+/// rule, and its commit may not notify (it may have written no event).
+pub(crate) fn next_after_idle(woke: Woke) -> Wait {
+    match woke {
+        Woke::Notified | Woke::Immediately => Wait::Recheck(0),
+        Woke::Rechecking(attempt) if attempt + 1 < MAX_RECHECKS => Wait::Recheck(attempt + 1),
+        _ => Wait::ForEvents,
+    }
+}
+
+/// Failures in a row back off further each time.
+pub(crate) fn next_after_failure(woke: Woke) -> Wait {
+    match woke {
+        Woke::BackedOff(attempt) => Wait::Backoff(attempt.saturating_add(1)),
+        _ => Wait::Backoff(0),
+    }
+}
+
+/// Whether a notification arrived before `timeout`. Notifications already
+/// queued are consumed too: one query serves them all.
+async fn wait_for_events(listener: &mut PgListener, timeout: Duration) -> bool {
+    tokio::select! {
+        received = listener.recv() => match received {
+            Ok(_) => {
+                // Bounded, so a stream of commits cannot starve publication.
+                for _ in 0..1024 {
+                    if !matches!(listener.try_recv().now_or_never(), Some(Ok(Some(_)))) {
+                        break;
+                    }
+                }
+                true
+            }
+            Err(error) => {
+                // PgListener reconnects on the next call; poll meanwhile.
+                tracing::warn!(error.cause_chain = ?error, error.message = %error, "lost the notification connection");
+                tokio::time::sleep(timeout).await;
+                false
+            }
+        },
+        () = tokio::time::sleep(timeout) => false,
+    }
+}
+
+/// 100 ms doubling up to 5 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5))
+}

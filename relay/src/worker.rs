@@ -1,0 +1,210 @@
+//! One publication step, and the loop deciding when to take the next one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::encode::encode;
+use crate::outbox::{self, CURSOR_NAME, NOTIFY_CHANNEL};
+use crate::wait::{self, backoff, next_after_failure, next_after_idle, Wait};
+use crate::{leader, provision_topics, Publisher, RelayConfig, RelayError, RelayMetrics};
+
+/// What one call to [`try_publish_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// This many events were acknowledged and the cursor moved past them.
+    Published(usize),
+    /// Nothing was safe to publish yet.
+    Idle,
+}
+
+/// Publishes the next batch of committed events and advances the cursor,
+/// all on `conn`, which must hold the relay lock.
+///
+/// On error the cursor has not moved, so the same events, in the same order,
+/// are the next batch.
+#[tracing::instrument(skip_all)]
+pub async fn try_publish_batch(
+    conn: &mut PgConnection,
+    publisher: &Publisher,
+    metrics: &RelayMetrics,
+) -> Result<PublishOutcome, RelayError> {
+    let config = publisher.config();
+    let cursor = outbox::load_cursor(conn, CURSOR_NAME).await?;
+    let events = outbox::fetch_publishable(conn, cursor, config.batch_size).await?;
+    let messages = events
+        .iter()
+        .map(|event| encode(event, &config.topics))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(last) = messages.last() else {
+        return Ok(PublishOutcome::Idle);
+    };
+    publisher.publish_all(&messages).await?;
+    let acked_at = Utc::now();
+    outbox::save_cursor(conn, CURSOR_NAME, last.cursor).await?;
+    metrics.record_published(messages.iter().map(|m| m.recorded_at), acked_at);
+    Ok(PublishOutcome::Published(messages.len()))
+}
+
+/// The relay role: stands by until it holds the lock, then publishes until
+/// stopped or until its connection fails, then stands by again.
+#[derive(Debug)]
+pub struct Relay {
+    pool: PgPool,
+    config: RelayConfig,
+    metrics: Arc<RelayMetrics>,
+}
+
+const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
+const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
+/// Bounds the count query, so a huge backlog stays cheap to measure.
+const BACKLOG_BOUND: i64 = 1_000_000;
+
+impl Relay {
+    pub fn new(pool: PgPool, config: RelayConfig) -> Self {
+        Self {
+            pool,
+            config,
+            metrics: Arc::new(RelayMetrics::default()),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<RelayMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Runs until `shutdown` is cancelled. A batch being sent when it is
+    /// cancelled is finished first (bounded by the producer's message
+    /// timeout), so its cursor is saved. Failures are logged and retried,
+    /// never returned: the relay must outlive a broker or database outage.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        let retry = self.config.lock_retry_interval;
+        while let Some(conn) = leader::acquire(&self.pool, retry, &shutdown).await {
+            tracing::info!("relay lock acquired; publishing");
+            self.metrics.set_leader(true);
+            let result = self.lead(conn, &shutdown).await;
+            self.metrics.set_leader(false);
+            match result {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(error.cause_chain = ?error, error.message = %error, "relay stopped publishing; it will contend for the lock again");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(retry) => {}
+            }
+        }
+        tracing::info!("relay stopped");
+    }
+
+    /// Publishes while `conn` (holding the lock) works. Returns `Ok` when
+    /// shut down, and the error when the database failed: the lock may be
+    /// gone with the connection, and another relay may already lead.
+    async fn lead(
+        &self,
+        mut conn: PgConnection,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RelayError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        let Some(mut publisher) = self.start_publisher(shutdown).await? else {
+            return Ok(());
+        };
+        let mut next = Wait::Now;
+        let mut backlog_at = Instant::now();
+        let mut summary_at = Instant::now();
+        loop {
+            let woke = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                woke = wait::until(next, &mut listener, self.config.poll_interval) => woke,
+            };
+            next = match try_publish_batch(&mut conn, &publisher, &self.metrics).await {
+                Ok(PublishOutcome::Published(n)) if n >= self.batch_len() => Wait::Now,
+                // More may be held back by a transaction in flight: look
+                // again shortly, as after a notification.
+                Ok(PublishOutcome::Published(_)) => Wait::Recheck(0),
+                Ok(PublishOutcome::Idle) => next_after_idle(woke),
+                Err(RelayError::Database(error)) => return Err(error.into()),
+                Err(error @ RelayError::Delivery { .. }) => {
+                    tracing::warn!(error.cause_chain = ?error, error.message = %error, "batch not published; retrying it");
+                    self.recover(&mut publisher).await;
+                    next_after_failure(woke)
+                }
+                Err(error) => {
+                    // An event this release cannot convert: stop at it (the
+                    // backlog grows, alerting) until a release that can runs.
+                    tracing::error!(error.cause_chain = ?error, error.message = %error, "relay blocked on an event");
+                    next_after_failure(woke)
+                }
+            };
+            if backlog_at.elapsed() >= BACKLOG_REFRESH {
+                backlog_at = Instant::now();
+                self.refresh_backlog(&mut conn).await?;
+            }
+            if summary_at.elapsed() >= SUMMARY_PERIOD {
+                summary_at = Instant::now();
+                let m = self.metrics.snapshot();
+                tracing::debug!(
+                    published = m.events_published,
+                    backlog = m.backlog,
+                    p50_ms = m.latency_p50.as_millis(),
+                    p99_ms = m.latency_p99.as_millis(),
+                    "relay summary"
+                );
+            }
+        }
+    }
+
+    /// Provisions the topics, retrying until the broker answers; `None` if
+    /// shut down meanwhile.
+    async fn start_publisher(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Publisher>, RelayError> {
+        let publisher = Publisher::new(&self.config)?;
+        let mut attempt = 0;
+        while let Err(error) = self.prepare(&publisher).await {
+            tracing::warn!(error.cause_chain = ?error, error.message = %error, "cannot provision topics yet");
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(None),
+                () = tokio::time::sleep(backoff(attempt)) => {}
+            }
+            attempt += 1;
+        }
+        Ok(Some(publisher))
+    }
+
+    async fn prepare(&self, publisher: &Publisher) -> Result<(), RelayError> {
+        provision_topics(&self.config).await?;
+        publisher.warm_up().await
+    }
+
+    /// After a failed batch: the broker may have restarted without its
+    /// topics (memory storage does) or the producer may be wedged.
+    async fn recover(&self, publisher: &mut Publisher) {
+        if let Err(error) = provision_topics(&self.config).await {
+            tracing::warn!(error.cause_chain = ?error, error.message = %error, "cannot provision topics");
+        }
+        if let Err(error) = publisher.reset() {
+            tracing::warn!(error.cause_chain = ?error, error.message = %error, "cannot recreate the producer");
+        }
+    }
+
+    async fn refresh_backlog(&self, conn: &mut PgConnection) -> Result<(), RelayError> {
+        let cursor = outbox::load_cursor(conn, CURSOR_NAME).await?;
+        let pending = outbox::backlog(conn, cursor, BACKLOG_BOUND).await?;
+        self.metrics
+            .set_backlog(u64::try_from(pending).unwrap_or_default());
+        Ok(())
+    }
+
+    fn batch_len(&self) -> usize {
+        usize::try_from(self.config.batch_size).unwrap_or(usize::MAX)
+    }
+}

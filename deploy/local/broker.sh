@@ -185,7 +185,10 @@ cmd_start() {
         fd="${fd_path##*/}"
         if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
       done
-      exec nohup setsid "$TANSU_BIN" broker \
+      # Tansu logs every storage span at info: RUST_LOG=info (which `make`
+      # exports for our own binaries) writes gigabytes a minute and slows
+      # the broker to a crawl, so it gets its own, quiet filter.
+      RUST_LOG="${TANSU_LOG:-warn}" exec nohup setsid "$TANSU_BIN" broker \
         --listener-url "$listener" \
         --advertised-listener-url "$listener" \
         --storage-engine memory://tansu/ \

@@ -1,12 +1,29 @@
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
+};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::CommandMetadata;
+
+/// Rows written in the same transaction as a command's events, so that they
+/// exist if and only if the events do: the transactional-outbox pattern for
+/// follow-up work such as saga timers.
+#[async_trait::async_trait]
+pub trait CommitEffect<A: Aggregate>: Send + Sync {
+    /// Called inside the commit transaction, after the events were inserted.
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        events: &[EventEnvelope<A>],
+    ) -> Result<(), sqlx::Error>;
+}
 
 /// The state a command produced, and the events it committed (empty when the
 /// command was an accepted no-op, such as a repeated reservation).
@@ -40,8 +57,10 @@ pub enum CommandError<E: std::error::Error + 'static> {
 /// optimistic-lock conflict load the new state and decide again.
 pub struct CommandExecutor<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
+    pool: PgPool,
     services: A::Services,
     max_attempts: u32,
+    effects: Vec<Arc<dyn CommitEffect<A>>>,
 }
 
 impl<A> CommandExecutor<A>
@@ -55,12 +74,21 @@ where
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
 
     pub fn new(pool: PgPool, services: A::Services) -> Self {
-        let repository = PostgresEventRepository::new(pool);
+        let repository = PostgresEventRepository::new(pool.clone());
         Self {
             store: PersistedEventStore::new_event_store(repository),
+            pool,
             services,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            effects: Vec::new(),
         }
+    }
+
+    /// Runs `effect` in the transaction of every commit of this executor.
+    #[must_use]
+    pub fn with_effect(mut self, effect: Arc<dyn CommitEffect<A>>) -> Self {
+        self.effects.push(effect);
+        self
     }
 
     #[must_use]
@@ -71,16 +99,29 @@ where
 
     /// Executes `command` on the aggregate `aggregate_id`, retrying on
     /// concurrent modification, and returns the resulting state.
-    #[tracing::instrument(skip(self, command, metadata), fields(aggregate_type = A::TYPE))]
     pub async fn execute(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: &CommandMetadata,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.execute_with(aggregate_id, command, metadata, None)
+            .await
+    }
+
+    /// As [`CommandExecutor::execute`], also writing `extra` in the commit
+    /// transaction (not called when the command is an accepted no-op).
+    #[tracing::instrument(skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %aggregate_id))]
+    pub async fn execute_with(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+        extra: Option<&dyn CommitEffect<A>>,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
         for attempt in 1..=self.max_attempts {
             match self
-                .try_execute(aggregate_id, command.clone(), metadata)
+                .try_execute(aggregate_id, command.clone(), metadata, extra)
                 .await
             {
                 Err(AggregateError::AggregateConflict) => {
@@ -119,8 +160,10 @@ where
         aggregate_id: &str,
         command: A::Command,
         metadata: &CommandMetadata,
+        extra: Option<&dyn CommitEffect<A>>,
     ) -> Result<Executed<A>, AggregateError<A::Error>> {
         let mut context = self.store.load_aggregate(aggregate_id).await?;
+        let last_sequence = context.current_sequence;
         let sink = EventSink::default();
         context
             .aggregate()
@@ -135,11 +178,78 @@ where
                 events: Vec::new(),
             });
         }
-        let events = self
-            .store
-            .commit(new_events, context, metadata.to_map())
-            .await?;
+        let events = wrap(aggregate_id, last_sequence, new_events, &metadata.to_map());
+        self.commit(&events, extra).await?;
         Ok(Executed { aggregate, events })
+    }
+
+    /// Inserts the events (the primary key on `(aggregate_type,
+    /// aggregate_id, sequence)` is the optimistic lock) and every effect's
+    /// rows in one transaction.
+    async fn commit(
+        &self,
+        events: &[EventEnvelope<A>],
+        extra: Option<&dyn CommitEffect<A>>,
+    ) -> Result<(), AggregateError<A::Error>> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        for envelope in events {
+            let payload = serde_json::to_value(&envelope.payload)
+                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            let metadata = serde_json::to_value(&envelope.metadata)
+                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            sqlx::query(
+                "INSERT INTO events \
+                 (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(A::TYPE)
+            .bind(&envelope.aggregate_id)
+            .bind(i64::try_from(envelope.sequence).unwrap_or(i64::MAX))
+            .bind(envelope.payload.event_type())
+            .bind(envelope.payload.event_version())
+            .bind(payload)
+            .bind(metadata)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        }
+        for effect in self.effects.iter().map(AsRef::as_ref).chain(extra) {
+            effect
+                .write(&mut tx, events)
+                .await
+                .map_err(database_error)?;
+        }
+        tx.commit().await.map_err(database_error)
+    }
+}
+
+/// Numbers the new events after `last_sequence`, as cqrs-es does.
+fn wrap<A: Aggregate>(
+    aggregate_id: &str,
+    last_sequence: usize,
+    events: Vec<A::Event>,
+    metadata: &HashMap<String, String>,
+) -> Vec<EventEnvelope<A>> {
+    events
+        .into_iter()
+        .zip(last_sequence + 1..)
+        .map(|(payload, sequence)| EventEnvelope {
+            aggregate_id: aggregate_id.to_owned(),
+            sequence,
+            payload,
+            metadata: metadata.clone(),
+        })
+        .collect()
+}
+
+/// A duplicate key is another writer's event at our sequence: the
+/// optimistic-lock conflict (SQLSTATE 23505, as postgres-es maps it).
+fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            AggregateError::AggregateConflict
+        }
+        _ => AggregateError::DatabaseConnectionError(Box::new(error)),
     }
 }
 

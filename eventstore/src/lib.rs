@@ -13,6 +13,6 @@ mod metadata;
 mod scratch;
 
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
-pub use executor::{CommandError, CommandExecutor, Executed};
+pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};
 pub use metadata::CommandMetadata;
 pub use scratch::ScratchDatabase;

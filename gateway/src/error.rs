@@ -134,3 +134,17 @@ impl Rejection for OrderError {
         matches!(self, OrderError::NotOwner)
     }
 }
+
+impl From<ticketing_sagas::PayError> for ApiError {
+    fn from(error: ticketing_sagas::PayError) -> Self {
+        use ticketing_sagas::PayError;
+        match error {
+            PayError::Order(rejection) => rejection.into(),
+            PayError::Declined(message) => ApiError::BadRequest(message),
+            PayError::Unavailable(message) => ApiError::Unavailable(message),
+            unexpected @ PayError::Unexpected(_) => {
+                ApiError::Unexpected(anyhow::Error::new(unexpected))
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use ticketing_sagas::{Commands, PaymentService, PaymentSettings, DEFAULT_RESERVATION_GRACE};
 use tokio::net::TcpListener;
 
 use crate::routes::router;
@@ -20,13 +21,35 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks a free one) and wires the routes.
+    /// Binds the listener (port 0 picks a free one) and wires the routes,
+    /// with default sagas wiring and the built-in local payment provider.
     pub async fn build(settings: GatewaySettings, pool: PgPool) -> std::io::Result<Self> {
+        let commands = Arc::new(Commands::new(&pool, DEFAULT_RESERVATION_GRACE));
+        let (provider, _breaker) = PaymentSettings::default()
+            .provider()
+            .map_err(std::io::Error::other)?;
+        let payments = Arc::new(PaymentService::new(
+            Arc::clone(&commands),
+            provider,
+            pool.clone(),
+            chrono::Duration::seconds(30),
+        ));
+        Self::build_with(settings, pool, commands, payments).await
+    }
+
+    /// As [`Application::build`], with the command executors and payment
+    /// service the caller wired (the same ones its saga worker uses).
+    pub async fn build_with(
+        settings: GatewaySettings,
+        pool: PgPool,
+        commands: Arc<Commands>,
+        payments: Arc<PaymentService>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.host, settings.port)).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
-            state: AppState::new(settings, pool),
+            state: AppState::new(settings, pool, commands, payments),
             port,
         })
     }

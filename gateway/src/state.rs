@@ -1,6 +1,6 @@
 use sqlx::PgPool;
-use ticketing_aggregates::{Order, Ticket};
-use ticketing_eventstore::CommandExecutor;
+use std::sync::Arc;
+use ticketing_sagas::{Commands, PaymentService};
 
 use crate::session::SessionKeys;
 use crate::settings::GatewaySettings;
@@ -10,23 +10,29 @@ use crate::startup::ReadinessCheck;
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) sessions: SessionKeys,
-    pub(crate) tickets: CommandExecutor<Ticket>,
-    pub(crate) orders: CommandExecutor<Order>,
+    /// The executors, with the saga timers attached to their commits.
+    pub(crate) commands: Arc<Commands>,
+    pub(crate) payments: Arc<PaymentService>,
     pub(crate) settings: GatewaySettings,
     /// Extra conditions for `/readyz`, added by the roles running alongside.
     pub(crate) readiness: Vec<(&'static str, ReadinessCheck)>,
 }
 
 impl AppState {
-    pub(crate) fn new(settings: GatewaySettings, pool: PgPool) -> Self {
+    pub(crate) fn new(
+        settings: GatewaySettings,
+        pool: PgPool,
+        commands: Arc<Commands>,
+        payments: Arc<PaymentService>,
+    ) -> Self {
         Self {
             sessions: SessionKeys::new(
                 settings.jwt_key.as_bytes(),
                 settings.session_ttl,
                 settings.secure_cookies,
             ),
-            tickets: CommandExecutor::new(pool.clone(), ()),
-            orders: CommandExecutor::new(pool.clone(), ()),
+            commands,
+            payments,
             pool,
             settings,
             readiness: Vec::new(),

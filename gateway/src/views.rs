@@ -78,6 +78,7 @@ impl From<OrderRow> for OrderView {
             status: match row.status.as_str() {
                 "cancelled" => OrderStatus::Cancelled.as_str(),
                 "complete" => OrderStatus::Complete.as_str(),
+                "awaiting:payment" => OrderStatus::AwaitingPayment.as_str(),
                 _ => OrderStatus::Created.as_str(),
             },
             expires_at: iso_timestamp(row.expires_at),

@@ -8,10 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ticketing_aggregates::{Order, OrderEvent, Payment, PaymentEvent, Ticket, TicketEvent};
 use ticketing_schemas::{
-    Envelope, OrderCancelledV1, OrderCompletedV1, OrderEventV1, OrderExpiredV1, OrderPlacedV1,
-    OrderStatusV1, OrderTicketV1, PaymentEventV1, PaymentFailedV1, PaymentRequestedV1,
-    PaymentSucceededV1, TicketCreatedV1, TicketEventV1, TicketReleasedV1, TicketReservedV1,
-    TicketUpdatedV1, WireEvent,
+    Envelope, OrderCancelledV1, OrderCompletedV1, OrderEventV1, OrderExpiredV1,
+    OrderPaymentFailedV1, OrderPaymentStartedV1, OrderPlacedV1, OrderStatusV1, OrderTicketV1,
+    PaymentEventV1, PaymentFailedV1, PaymentRequestedV1, PaymentSucceededV1, TicketCreatedV1,
+    TicketEventV1, TicketReleasedV1, TicketReservedV1, TicketUpdatedV1, WireEvent,
 };
 
 use crate::outbox::{Cursor, StoredEvent};
@@ -179,6 +179,16 @@ impl IntoWire for OrderEvent {
             }
             OrderEvent::OrderExpired { ticket_id } => {
                 OrderEventV1::OrderExpired(OrderExpiredV1 { ticket_id })
+            }
+            OrderEvent::OrderPaymentStarted {
+                payment_id,
+                attempt,
+            } => OrderEventV1::OrderPaymentStarted(OrderPaymentStartedV1 {
+                payment_id,
+                attempt,
+            }),
+            OrderEvent::OrderPaymentFailed { payment_id } => {
+                OrderEventV1::OrderPaymentFailed(OrderPaymentFailedV1 { payment_id })
             }
             OrderEvent::OrderCompleted { payment_id } => {
                 OrderEventV1::OrderCompleted(OrderCompletedV1 { payment_id })

@@ -55,8 +55,8 @@ mod ticket;
 
 pub use envelope::{Envelope, WireEvent};
 pub use order::{
-    OrderCancelledV1, OrderCompletedV1, OrderEventV1, OrderExpiredV1, OrderPlacedV1, OrderStatusV1,
-    OrderTicketV1,
+    OrderCancelledV1, OrderCompletedV1, OrderEventV1, OrderExpiredV1, OrderPaymentFailedV1,
+    OrderPaymentStartedV1, OrderPlacedV1, OrderStatusV1, OrderTicketV1,
 };
 pub use payment::{PaymentEventV1, PaymentFailedV1, PaymentRequestedV1, PaymentSucceededV1};
 pub use ticket::{

@@ -12,6 +12,8 @@ pub enum OrderEventV1 {
     OrderPlaced(OrderPlacedV1),
     OrderCancelled(OrderCancelledV1),
     OrderExpired(OrderExpiredV1),
+    OrderPaymentStarted(OrderPaymentStartedV1),
+    OrderPaymentFailed(OrderPaymentFailedV1),
     OrderCompleted(OrderCompletedV1),
 }
 
@@ -23,6 +25,8 @@ impl WireEvent for OrderEventV1 {
             OrderEventV1::OrderPlaced(_) => "OrderPlaced",
             OrderEventV1::OrderCancelled(_) => "OrderCancelled",
             OrderEventV1::OrderExpired(_) => "OrderExpired",
+            OrderEventV1::OrderPaymentStarted(_) => "OrderPaymentStarted",
+            OrderEventV1::OrderPaymentFailed(_) => "OrderPaymentFailed",
             OrderEventV1::OrderCompleted(_) => "OrderCompleted",
         }
     }
@@ -79,6 +83,23 @@ pub struct OrderCancelledV1 {
 #[serde(rename_all = "camelCase")]
 pub struct OrderExpiredV1 {
     pub ticket_id: String,
+}
+
+/// Payment `paymentId` (the order's `attempt`-th) is in flight: status
+/// `awaiting:payment`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPaymentStartedV1 {
+    pub payment_id: String,
+    pub attempt: u32,
+}
+
+/// Payment `paymentId` failed: status `created` again, payable until it
+/// expires.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPaymentFailedV1 {
+    pub payment_id: String,
 }
 
 /// Paid by `paymentId`.

@@ -22,6 +22,8 @@ pub enum OrderStatus {
     #[default]
     Created,
     Cancelled,
+    #[serde(rename = "awaiting:payment")]
+    AwaitingPayment,
     Complete,
 }
 
@@ -32,6 +34,7 @@ impl OrderStatus {
         match self {
             OrderStatus::Created => "created",
             OrderStatus::Cancelled => "cancelled",
+            OrderStatus::AwaitingPayment => "awaiting:payment",
             OrderStatus::Complete => "complete",
         }
     }
@@ -46,6 +49,8 @@ pub struct Order {
     ticket: Option<OrderTicket>,
     expires_at: Option<DateTime<Utc>>,
     payment_id: Option<String>,
+    #[serde(default)]
+    payment_attempts: u32,
 }
 
 impl Order {
@@ -75,16 +80,27 @@ impl Order {
         self.expires_at
     }
 
-    /// The payment that completed the order.
+    /// The payment in flight (`awaiting:payment`) or that completed the
+    /// order (`complete`).
     #[must_use]
     pub fn payment_id(&self) -> Option<&str> {
         self.payment_id.as_deref()
+    }
+
+    /// Payments started so far; the latest one is attempt number this.
+    #[must_use]
+    pub fn payment_attempts(&self) -> u32 {
+        self.payment_attempts
     }
 
     /// 0 once placed, then +1 for every later event.
     #[must_use]
     pub fn version(&self) -> u64 {
         self.applied_events.saturating_sub(1)
+    }
+
+    fn is_paying_with(&self, payment_id: &str) -> bool {
+        self.payment_id.as_deref() == Some(payment_id)
     }
 
     fn ticket_id(&self) -> String {
@@ -130,6 +146,7 @@ impl Aggregate for Order {
                 }
                 match self.status {
                     OrderStatus::Complete => return Err(OrderError::AlreadyComplete),
+                    OrderStatus::AwaitingPayment => return Err(OrderError::PaymentInProgress),
                     OrderStatus::Cancelled => return Ok(()),
                     OrderStatus::Created => OrderEvent::OrderCancelled {
                         ticket_id: self.ticket_id(),
@@ -137,9 +154,12 @@ impl Aggregate for Order {
                 }
             }
             OrderCommand::Expire { now } => {
-                // A paid order is never expired, however late the timer fires.
-                if self.status != OrderStatus::Created {
-                    return Ok(());
+                // A paid order is never expired, however late the timer fires;
+                // one being paid waits for the payment's outcome.
+                match self.status {
+                    OrderStatus::Created => {}
+                    OrderStatus::AwaitingPayment => return Err(OrderError::PaymentInProgress),
+                    OrderStatus::Cancelled | OrderStatus::Complete => return Ok(()),
                 }
                 if self.expires_at.is_some_and(|deadline| now < deadline) {
                     return Err(OrderError::NotYetExpired);
@@ -148,13 +168,49 @@ impl Aggregate for Order {
                     ticket_id: self.ticket_id(),
                 }
             }
+            OrderCommand::StartPayment {
+                payment_id,
+                user_id,
+                now,
+            } => {
+                if user_id != self.user_id {
+                    return Err(OrderError::NotOwner);
+                }
+                match self.status {
+                    OrderStatus::Cancelled => return Err(OrderError::Cancelled),
+                    OrderStatus::Complete => return Err(OrderError::AlreadyPaid),
+                    OrderStatus::AwaitingPayment if self.is_paying_with(&payment_id) => {
+                        return Ok(())
+                    }
+                    OrderStatus::AwaitingPayment => return Err(OrderError::PaymentInProgress),
+                    // Past its deadline the order is as good as cancelled,
+                    // even if the expiry timer has not fired yet.
+                    OrderStatus::Created if self.expires_at.is_some_and(|d| now >= d) => {
+                        return Err(OrderError::Cancelled)
+                    }
+                    OrderStatus::Created => OrderEvent::OrderPaymentStarted {
+                        payment_id,
+                        attempt: self.payment_attempts + 1,
+                    },
+                }
+            }
+            OrderCommand::FailPayment { payment_id } => {
+                if self.status != OrderStatus::AwaitingPayment || !self.is_paying_with(&payment_id)
+                {
+                    return Ok(());
+                }
+                OrderEvent::OrderPaymentFailed { payment_id }
+            }
             OrderCommand::Complete { payment_id } => match self.status {
                 OrderStatus::Cancelled => return Err(OrderError::Cancelled),
-                OrderStatus::Complete if self.payment_id() == Some(payment_id.as_str()) => {
-                    return Ok(())
-                }
+                OrderStatus::Complete if self.is_paying_with(&payment_id) => return Ok(()),
                 OrderStatus::Complete => return Err(OrderError::AlreadyPaid),
-                OrderStatus::Created => OrderEvent::OrderCompleted { payment_id },
+                OrderStatus::AwaitingPayment if !self.is_paying_with(&payment_id) => {
+                    return Err(OrderError::PaymentInProgress)
+                }
+                OrderStatus::AwaitingPayment | OrderStatus::Created => {
+                    OrderEvent::OrderCompleted { payment_id }
+                }
             },
         };
         sink.write(event, self).await;
@@ -176,6 +232,18 @@ impl Aggregate for Order {
             }
             OrderEvent::OrderCancelled { .. } | OrderEvent::OrderExpired { .. } => {
                 self.status = OrderStatus::Cancelled;
+            }
+            OrderEvent::OrderPaymentStarted {
+                payment_id,
+                attempt,
+            } => {
+                self.status = OrderStatus::AwaitingPayment;
+                self.payment_id = Some(payment_id);
+                self.payment_attempts = attempt;
+            }
+            OrderEvent::OrderPaymentFailed { .. } => {
+                self.status = OrderStatus::Created;
+                self.payment_id = None;
             }
             OrderEvent::OrderCompleted { payment_id } => {
                 self.status = OrderStatus::Complete;

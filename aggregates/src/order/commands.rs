@@ -16,6 +16,17 @@ pub enum OrderCommand {
     Cancel { user_id: String },
     /// The expiry timer fired at `now`; passed in so the rule stays pure.
     Expire { now: DateTime<Utc> },
+    /// The buyer starts paying with payment `payment_id` at `now`. While a
+    /// payment is in flight the order can be neither cancelled nor expired,
+    /// so a charge never lands on a cancelled order.
+    StartPayment {
+        payment_id: String,
+        user_id: String,
+        now: DateTime<Utc>,
+    },
+    /// The payment `payment_id` was declined or could not be made; the order
+    /// is payable again until it expires.
+    FailPayment { payment_id: String },
     /// The order's payment succeeded.
     Complete { payment_id: String },
 }

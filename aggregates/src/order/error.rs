@@ -17,4 +17,6 @@ pub enum OrderError {
     AlreadyPaid,
     #[error("Order has not expired yet")]
     NotYetExpired,
+    #[error("A payment for this order is already in progress")]
+    PaymentInProgress,
 }

@@ -21,6 +21,16 @@ pub enum OrderEvent {
     OrderExpired {
         ticket_id: String,
     },
+    /// A payment is in flight; `attempt` counts the order's payments from
+    /// 1 and keys the charge, so a retried attempt never charges twice.
+    OrderPaymentStarted {
+        payment_id: String,
+        attempt: u32,
+    },
+    /// The payment in flight failed; the order is payable again.
+    OrderPaymentFailed {
+        payment_id: String,
+    },
     OrderCompleted {
         payment_id: String,
     },
@@ -32,6 +42,8 @@ impl DomainEvent for OrderEvent {
             OrderEvent::OrderPlaced { .. } => "OrderPlaced",
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",
             OrderEvent::OrderExpired { .. } => "OrderExpired",
+            OrderEvent::OrderPaymentStarted { .. } => "OrderPaymentStarted",
+            OrderEvent::OrderPaymentFailed { .. } => "OrderPaymentFailed",
             OrderEvent::OrderCompleted { .. } => "OrderCompleted",
         }
         .to_owned()

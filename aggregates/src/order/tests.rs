@@ -78,6 +78,37 @@ fn complete(payment_id: &str) -> OrderCommand {
     }
 }
 
+fn payment_started(payment_id: &str, attempt: u32) -> OrderEvent {
+    OrderEvent::OrderPaymentStarted {
+        payment_id: payment_id.to_owned(),
+        attempt,
+    }
+}
+
+fn payment_failed(payment_id: &str) -> OrderEvent {
+    OrderEvent::OrderPaymentFailed {
+        payment_id: payment_id.to_owned(),
+    }
+}
+
+fn before_expiry() -> DateTime<Utc> {
+    expiry() - Duration::minutes(5)
+}
+
+fn start_payment(payment_id: &str, user_id: &str, now: DateTime<Utc>) -> OrderCommand {
+    OrderCommand::StartPayment {
+        payment_id: payment_id.to_owned(),
+        user_id: user_id.to_owned(),
+        now,
+    }
+}
+
+fn fail_payment(payment_id: &str) -> OrderCommand {
+    OrderCommand::FailPayment {
+        payment_id: payment_id.to_owned(),
+    }
+}
+
 fn replay(events: Vec<OrderEvent>) -> Order {
     let mut order = Order::default();
     for event in events {
@@ -259,6 +290,7 @@ fn status_names_are_lowercase() {
     let cases = [
         (OrderStatus::Created, "created"),
         (OrderStatus::Cancelled, "cancelled"),
+        (OrderStatus::AwaitingPayment, "awaiting:payment"),
         (OrderStatus::Complete, "complete"),
     ];
     for (status, name) in cases {
@@ -278,6 +310,8 @@ fn events_are_named_and_versioned() {
         (cancelled(), "OrderCancelled"),
         (expired(), "OrderExpired"),
         (completed("payment-1"), "OrderCompleted"),
+        (payment_started("payment-1", 1), "OrderPaymentStarted"),
+        (payment_failed("payment-1"), "OrderPaymentFailed"),
     ];
     for (event, name) in cases {
         assert_eq!(event.event_type(), name);
@@ -308,8 +342,145 @@ fn messages_match_the_api() {
         (OrderError::Cancelled, "Cannot pay for an cancelled order"),
         (OrderError::AlreadyPaid, "Order has already been paid"),
         (OrderError::NotYetExpired, "Order has not expired yet"),
+        (
+            OrderError::PaymentInProgress,
+            "A payment for this order is already in progress",
+        ),
     ];
     for (error, message) in cases {
         assert_eq!(error.to_string(), message);
     }
+}
+
+#[test]
+fn the_owner_starts_paying_an_open_order() {
+    framework()
+        .given(vec![placed()])
+        .when(start_payment("payment-1", BUYER, before_expiry()))
+        .then_expect_events(vec![payment_started("payment-1", 1)]);
+}
+
+#[test]
+fn another_user_cannot_pay() {
+    framework()
+        .given(vec![placed()])
+        .when(start_payment("payment-1", "user-2", before_expiry()))
+        .then_expect_error(OrderError::NotOwner);
+}
+
+#[test]
+fn paying_a_cancelled_or_lapsed_order_is_refused() {
+    for history in [vec![placed(), cancelled()], vec![placed(), expired()]] {
+        framework()
+            .given(history)
+            .when(start_payment("payment-1", BUYER, before_expiry()))
+            .then_expect_error_message("Cannot pay for an cancelled order");
+    }
+    // Past the deadline, before the timer fired.
+    framework()
+        .given(vec![placed()])
+        .when(start_payment("payment-1", BUYER, expiry()))
+        .then_expect_error(OrderError::Cancelled);
+}
+
+#[test]
+fn paying_a_complete_order_again_is_refused() {
+    framework()
+        .given(vec![
+            placed(),
+            payment_started("payment-1", 1),
+            completed("payment-1"),
+        ])
+        .when(start_payment("payment-2", BUYER, before_expiry()))
+        .then_expect_error(OrderError::AlreadyPaid);
+}
+
+#[test]
+fn one_payment_at_a_time_and_a_retried_start_is_a_no_op() {
+    let history = vec![placed(), payment_started("payment-1", 1)];
+    framework()
+        .given(history.clone())
+        .when(start_payment("payment-2", BUYER, before_expiry()))
+        .then_expect_error(OrderError::PaymentInProgress);
+    framework()
+        .given(history)
+        .when(start_payment("payment-1", BUYER, before_expiry()))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_order_being_paid_is_neither_cancelled_nor_expired() {
+    let history = vec![placed(), payment_started("payment-1", 1)];
+    framework()
+        .given(history.clone())
+        .when(cancel(BUYER))
+        .then_expect_error(OrderError::PaymentInProgress);
+    framework()
+        .given(history)
+        .when(expire_at(expiry() + Duration::hours(1)))
+        .then_expect_error(OrderError::PaymentInProgress);
+}
+
+#[test]
+fn a_failed_payment_makes_the_order_payable_again_with_the_next_attempt() {
+    framework()
+        .given(vec![placed(), payment_started("payment-1", 1)])
+        .when(fail_payment("payment-1"))
+        .then_expect_events(vec![payment_failed("payment-1")]);
+    framework()
+        .given(vec![
+            placed(),
+            payment_started("payment-1", 1),
+            payment_failed("payment-1"),
+        ])
+        .when(start_payment("payment-2", BUYER, before_expiry()))
+        .then_expect_events(vec![payment_started("payment-2", 2)]);
+}
+
+#[test]
+fn failing_a_payment_that_is_not_in_flight_is_a_no_op() {
+    for history in [
+        vec![placed()],
+        vec![placed(), payment_started("payment-1", 1)],
+        vec![
+            placed(),
+            payment_started("payment-2", 1),
+            completed("payment-2"),
+        ],
+    ] {
+        framework()
+            .given(history)
+            .when(fail_payment("payment-3"))
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn only_the_payment_in_flight_completes_the_order() {
+    let history = vec![placed(), payment_started("payment-1", 1)];
+    framework()
+        .given(history.clone())
+        .when(complete("payment-1"))
+        .then_expect_events(vec![completed("payment-1")]);
+    framework()
+        .given(history)
+        .when(complete("payment-2"))
+        .then_expect_error(OrderError::PaymentInProgress);
+}
+
+#[test]
+fn payment_state_follows_the_events() {
+    let paying = replay(vec![placed(), payment_started("payment-1", 1)]);
+    assert_eq!(paying.status(), OrderStatus::AwaitingPayment);
+    assert_eq!(paying.payment_id(), Some("payment-1"));
+    assert_eq!(paying.payment_attempts(), 1);
+    let payable = replay(vec![
+        placed(),
+        payment_started("payment-1", 1),
+        payment_failed("payment-1"),
+    ]);
+    assert_eq!(payable.status(), OrderStatus::Created);
+    assert_eq!(payable.payment_id(), None);
+    assert_eq!(payable.payment_attempts(), 1);
+    assert_eq!(payable.version(), 2);
 }

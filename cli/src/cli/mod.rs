@@ -2,6 +2,7 @@ mod database;
 mod migrate;
 mod project;
 mod relay;
+mod saga;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     Relay(relay::Arg),
     /// Build the read models from the Kafka topics (workers share a group).
     Project(project::Arg),
+    /// Fire due saga timers: order expiry, reservation repair, payment
+    /// recovery (any number of workers share the timers).
+    Saga(saga::Arg),
 }
 
 impl Cli {
@@ -38,6 +42,7 @@ impl Cli {
             Command::Migrate(arg) => arg.main().await,
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,
+            Command::Saga(arg) => arg.main().await,
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::database::DatabaseArg;
 use super::project::{self, ProjectionArgs};
 use super::relay::{self, RelayArgs};
+use super::saga::SagaArgs;
 use crate::shutdown::shutdown_signal;
 
 #[derive(Debug, Args)]
@@ -65,6 +66,10 @@ pub(crate) struct Arg {
     /// The projection worker, run alongside (PROJECTION_GROUP_ID, …).
     #[command(flatten)]
     projection: ProjectionArgs,
+
+    /// The saga worker and payment provider, run alongside (STRIPE_*, …).
+    #[command(flatten)]
+    saga: SagaArgs,
 }
 
 impl Arg {
@@ -81,9 +86,15 @@ impl Arg {
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
             list_limit: self.list_limit,
         };
-        let app = Application::build(settings, pool.clone())
-            .await
-            .context("Failed to bind the HTTP listener")?;
+        let sagas = self.saga.wire(&pool)?;
+        let app = Application::build_with(
+            settings,
+            pool.clone(),
+            sagas.commands.clone(),
+            sagas.payments.clone(),
+        )
+        .await
+        .context("Failed to bind the HTTP listener")?;
         // One token stops both roles: the gateway drains its requests while
         // the relay finishes the batch it is sending.
         let shutdown = CancellationToken::new();
@@ -91,6 +102,7 @@ impl Arg {
             self.projection
                 .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
         let app = app.with_readiness_check("projections", projection_ready);
+        let saga = self.saga.spawn(pool.clone(), &sagas, shutdown.clone());
         let relay = self.relay.spawn(pool, shutdown.clone());
         let _signal = tokio::spawn({
             let shutdown = shutdown.clone();
@@ -105,6 +117,7 @@ impl Arg {
             .await;
         shutdown.cancel();
         let relay_stopped = relay::stop(relay).await;
+        saga.await.context("saga worker panicked")?;
         project::stop(projector).await?;
         relay_stopped?;
         served.context("HTTP server failed")?;

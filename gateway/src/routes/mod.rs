@@ -2,6 +2,7 @@
 
 mod health;
 mod orders;
+mod payments;
 mod tickets;
 mod users;
 
@@ -77,8 +78,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/tickets/{id}", put(tickets::update).get(tickets::show))
         .route(
             "/api/orders",
-            post(orders::create).layer(idempotency).get(orders::list),
+            post(orders::create)
+                .layer(idempotency.clone())
+                .get(orders::list),
         )
+        .route("/api/payments", post(payments::create).layer(idempotency))
         .route("/api/orders/{id}", delete(orders::cancel).get(orders::show))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

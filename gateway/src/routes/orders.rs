@@ -56,6 +56,7 @@ pub(crate) async fn create(
         expires_at,
     };
     let reserved = state
+        .commands
         .tickets
         .execute(&ticket_id, reserve, &metadata)
         .await?;
@@ -70,11 +71,16 @@ pub(crate) async fn create(
         },
         expires_at,
     };
-    let order = match state.orders.execute(&order_id, place, &metadata).await {
+    let order = match state
+        .commands
+        .orders
+        .execute(&order_id, place, &metadata)
+        .await
+    {
         Ok(executed) => executed.aggregate,
         // A re-run under the same Idempotency-Key: the first run's order.
         Err(CommandError::Rejected(OrderError::AlreadyExists)) => {
-            let order: Order = state.orders.load(&order_id).await?;
+            let order: Order = state.commands.orders.load(&order_id).await?;
             if order.user_id() != user.id {
                 return Err(ApiError::NotAuthorized);
             }
@@ -98,7 +104,12 @@ async fn release(state: &AppState, ticket_id: &str, order_id: &str, metadata: &C
     let command = TicketCommand::Release {
         order_id: order_id.to_owned(),
     };
-    if let Err(error) = state.tickets.execute(ticket_id, command, metadata).await {
+    if let Err(error) = state
+        .commands
+        .tickets
+        .execute(ticket_id, command, metadata)
+        .await
+    {
         tracing::error!(error.cause_chain = ?error, ticket_id, order_id, "failed to release a ticket");
     }
 }
@@ -116,6 +127,7 @@ pub(crate) async fn cancel(
         user_id: user.id.clone(),
     };
     let cancelled = state
+        .commands
         .orders
         .execute(&order_id, command, &metadata)
         .await?
@@ -127,6 +139,7 @@ pub(crate) async fn cancel(
             order_id: order_id.clone(),
         };
         let released = state
+            .commands
             .tickets
             .execute(&ticket.id, release, &metadata)
             .await?;

@@ -73,6 +73,7 @@ pub(crate) async fn create(
         user_id: user.id.clone(),
     };
     let ticket = match state
+        .commands
         .tickets
         .execute(&id, command, &context.metadata(&user.id))
         .await
@@ -81,7 +82,7 @@ pub(crate) async fn create(
         // Only a request re-run under its Idempotency-Key reuses an id: the
         // ticket its first run created is the answer.
         Err(CommandError::Rejected(TicketError::AlreadyExists)) => {
-            let ticket: Ticket = state.tickets.load(&id).await?;
+            let ticket: Ticket = state.commands.tickets.load(&id).await?;
             if ticket.user_id() != user.id {
                 return Err(ApiError::NotAuthorized);
             }
@@ -112,6 +113,7 @@ pub(crate) async fn update(
         user_id: user.id.clone(),
     };
     let executed = state
+        .commands
         .tickets
         .execute(&id, command, &context.metadata(&user.id))
         .await?;

@@ -54,6 +54,23 @@ pub(super) async fn apply(
             .execute(conn)
             .await?
         }
+        OrderEventV1::OrderPaymentStarted(_) | OrderEventV1::OrderPaymentFailed(_) => {
+            let status = if matches!(envelope.event, OrderEventV1::OrderPaymentStarted(_)) {
+                "awaiting:payment"
+            } else {
+                "created"
+            };
+            sqlx::query(
+                "UPDATE order_views SET status = $3, \
+                 version = $2 - 1, last_sequence = $2, updated_at = now() \
+                 WHERE id = $1 AND last_sequence = $2 - 1",
+            )
+            .bind(id)
+            .bind(sequence)
+            .bind(status)
+            .execute(conn)
+            .await?
+        }
         OrderEventV1::OrderCompleted(completed) => {
             sqlx::query(
                 "UPDATE order_views SET status = 'complete', payment_id = $3, \

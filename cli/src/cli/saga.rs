@@ -1,0 +1,144 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sqlx::PgPool;
+use ticketing_sagas::{
+    BreakerSettings, Commands, PaymentService, PaymentSettings, SagaConfig, SagaWorker,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::database::DatabaseArg;
+use crate::shutdown::shutdown_signal;
+
+/// `ticketing saga`: fire due saga timers (order expiry, ticket release,
+/// reservation repair, payment recovery). Any number may run.
+#[derive(Debug, Args)]
+pub(crate) struct Arg {
+    #[command(flatten)]
+    database: DatabaseArg,
+
+    #[command(flatten)]
+    saga: SagaArgs,
+}
+
+/// The saga worker's and the payment provider's settings; shared by `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct SagaArgs {
+    /// Stripe secret key. Unset: the built-in local payment provider, which
+    /// accepts Stripe's test tokens and moves no money (local runs only).
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    stripe_secret_key: Option<String>,
+
+    /// Stripe's API base URL (a stand-in in tests).
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com/"
+    )]
+    stripe_api_base: String,
+
+    /// Bound on every call to Stripe, in milliseconds.
+    #[arg(long, env = "STRIPE_TIMEOUT_MS", default_value_t = 10_000)]
+    stripe_timeout_ms: u64,
+
+    /// Consecutive Stripe failures that open the circuit breaker.
+    #[arg(long, env = "PAYMENT_BREAKER_THRESHOLD", default_value_t = 5)]
+    payment_breaker_threshold: u32,
+
+    /// How long the open breaker fails fast before probing, in milliseconds.
+    #[arg(long, env = "PAYMENT_BREAKER_OPEN_MS", default_value_t = 30_000)]
+    payment_breaker_open_ms: u64,
+
+    /// When a payment the request left unsettled is re-driven, in seconds.
+    #[arg(long, env = "PAYMENT_RECOVERY_SECONDS", default_value_t = 30)]
+    payment_recovery_seconds: i64,
+
+    /// How long after a reservation's deadline it is checked, in seconds.
+    #[arg(long, env = "RESERVATION_GRACE_SECONDS", default_value_t = 30)]
+    reservation_grace_seconds: i64,
+
+    /// Polling interval of the saga worker when no timer is due, in ms.
+    #[arg(long, env = "SAGA_POLL_INTERVAL_MS", default_value_t = 250)]
+    saga_poll_interval_ms: u64,
+
+    /// Timers claimed per round.
+    #[arg(long, env = "SAGA_BATCH_SIZE", default_value_t = 100)]
+    saga_batch_size: i64,
+
+    /// How long a claim lasts before another worker may fire the timer, in
+    /// seconds.
+    #[arg(long, env = "SAGA_LEASE_SECONDS", default_value_t = 60)]
+    saga_lease_seconds: u64,
+}
+
+/// What the gateway and the saga worker share.
+pub(crate) struct Sagas {
+    pub(crate) commands: Arc<Commands>,
+    pub(crate) payments: Arc<PaymentService>,
+}
+
+impl SagaArgs {
+    pub(crate) fn wire(&self, pool: &PgPool) -> anyhow::Result<Sagas> {
+        let commands = Arc::new(Commands::new(
+            pool,
+            chrono::Duration::seconds(self.reservation_grace_seconds),
+        ));
+        let settings = PaymentSettings {
+            stripe_secret_key: self.stripe_secret_key.clone(),
+            stripe_api_base: self.stripe_api_base.clone(),
+            stripe_timeout: Duration::from_millis(self.stripe_timeout_ms),
+            breaker: BreakerSettings {
+                failure_threshold: self.payment_breaker_threshold,
+                open_for: Duration::from_millis(self.payment_breaker_open_ms),
+            },
+        };
+        let (provider, _breaker) = settings
+            .provider()
+            .context("Invalid payment provider settings")?;
+        let payments = Arc::new(PaymentService::new(
+            Arc::clone(&commands),
+            provider,
+            pool.clone(),
+            chrono::Duration::seconds(self.payment_recovery_seconds),
+        ));
+        Ok(Sagas { commands, payments })
+    }
+
+    /// Starts a saga worker until `shutdown`.
+    pub(crate) fn spawn(
+        &self,
+        pool: PgPool,
+        sagas: &Sagas,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let config = SagaConfig {
+            batch_size: self.saga_batch_size,
+            lease: Duration::from_secs(self.saga_lease_seconds),
+            poll_interval: Duration::from_millis(self.saga_poll_interval_ms),
+            ..SagaConfig::default()
+        };
+        let worker = SagaWorker::new(
+            pool,
+            Arc::clone(&sagas.commands),
+            Arc::clone(&sagas.payments),
+            config,
+        );
+        tokio::spawn(worker.run_until_stopped(shutdown))
+    }
+}
+
+impl Arg {
+    pub(crate) async fn main(self) -> anyhow::Result<()> {
+        let pool = self.database.connect_and_migrate().await?;
+        let sagas = self.saga.wire(&pool)?;
+        let shutdown = CancellationToken::new();
+        let worker = self.saga.spawn(pool, &sagas, shutdown.clone());
+        shutdown_signal().await;
+        shutdown.cancel();
+        worker.await.context("saga worker panicked")?;
+        Ok(())
+    }
+}

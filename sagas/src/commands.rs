@@ -1,0 +1,33 @@
+//! The command executors every role uses, with the saga timers attached so
+//! that no writer can commit an event without the timer it calls for.
+
+use chrono::Duration;
+use sqlx::PgPool;
+use std::sync::Arc;
+use ticketing_aggregates::{Order, Payment, Ticket};
+use ticketing_eventstore::CommandExecutor;
+
+use crate::schedule::{OrderTimers, TicketTimers};
+
+/// How long after a reservation's deadline it is checked by default.
+pub const DEFAULT_RESERVATION_GRACE: Duration = Duration::seconds(30);
+
+/// One executor per aggregate.
+pub struct Commands {
+    pub tickets: CommandExecutor<Ticket>,
+    pub orders: CommandExecutor<Order>,
+    pub payments: CommandExecutor<Payment>,
+}
+
+impl Commands {
+    #[must_use]
+    pub fn new(pool: &PgPool, reservation_grace: Duration) -> Self {
+        Self {
+            tickets: CommandExecutor::new(pool.clone(), ()).with_effect(Arc::new(TicketTimers {
+                grace: reservation_grace,
+            })),
+            orders: CommandExecutor::new(pool.clone(), ()).with_effect(Arc::new(OrderTimers)),
+            payments: CommandExecutor::new(pool.clone(), ()),
+        }
+    }
+}

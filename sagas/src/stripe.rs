@@ -1,0 +1,110 @@
+//! Stripe through `async-stripe`: a Charge with the card token as source
+//! (what the original platform did), keyed for idempotency.
+
+use async_trait::async_trait;
+use std::str::FromStr;
+use std::time::Duration;
+use stripe::{
+    ChargeSourceParams, CreateCharge, Currency, ErrorType, RequestStrategy, StripeError, TokenId,
+};
+
+use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+
+/// Stripe's API, at a configurable base URL (a local stand-in in tests).
+#[derive(Clone)]
+pub struct StripeProvider {
+    client: stripe::Client,
+    timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid Stripe base URL {url:?}")]
+pub struct InvalidStripeUrl {
+    url: String,
+    #[source]
+    source: url::ParseError,
+}
+
+impl StripeProvider {
+    /// `base_url` is e.g. `https://api.stripe.com/`; every call is bounded
+    /// by `timeout`.
+    pub fn new(
+        base_url: &str,
+        secret_key: &str,
+        timeout: Duration,
+    ) -> Result<Self, InvalidStripeUrl> {
+        // async-stripe panics on an unparsable URL; refuse it here instead.
+        let _ = url::Url::parse(base_url).map_err(|source| InvalidStripeUrl {
+            url: base_url.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            client: stripe::Client::from_url(base_url, secret_key),
+            timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for StripeProvider {
+    #[tracing::instrument(skip_all, fields(order_id = %request.order_id, idempotency_key = %request.idempotency_key))]
+    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ChargeError> {
+        let token = TokenId::from_str(&request.token)
+            .map_err(|_| ChargeError::Invalid(format!("No such token: '{}'", request.token)))?;
+        let currency = Currency::from_str(&request.currency).map_err(|_| {
+            ChargeError::Invalid(format!("Unsupported currency {}", request.currency))
+        })?;
+        let client = self
+            .client
+            .clone()
+            .with_strategy(RequestStrategy::Idempotent(request.idempotency_key.clone()));
+        let mut metadata = std::collections::HashMap::new();
+        let _ = metadata.insert("order_id".to_owned(), request.order_id.clone());
+        let mut params = CreateCharge::new();
+        params.amount = Some(request.amount_cents);
+        params.currency = Some(currency);
+        params.source = Some(ChargeSourceParams::Token(token));
+        params.metadata = Some(metadata);
+        match tokio::time::timeout(self.timeout, stripe::Charge::create(&client, params)).await {
+            Err(_elapsed) => Err(ChargeError::Unavailable {
+                reason: format!("no answer within {:?}", self.timeout),
+                maybe_charged: true,
+            }),
+            Ok(Ok(charge)) => Ok(Charge {
+                id: charge.id.to_string(),
+            }),
+            Ok(Err(error)) => Err(classify(error)),
+        }
+    }
+}
+
+fn classify(error: StripeError) -> ChargeError {
+    match error {
+        StripeError::Stripe(request) => {
+            let message = request
+                .message
+                .clone()
+                .unwrap_or_else(|| "The payment was refused".to_owned());
+            match request.error_type {
+                ErrorType::Card => ChargeError::Declined(message),
+                ErrorType::InvalidRequest | ErrorType::Validation if request.http_status < 500 => {
+                    ChargeError::Invalid(message)
+                }
+                _ => ChargeError::Unavailable {
+                    reason: format!("Stripe answered {}: {message}", request.http_status),
+                    // A 4xx other than the above (authentication, rate limit)
+                    // was refused before charging; a 5xx may have charged.
+                    maybe_charged: request.http_status >= 500,
+                },
+            }
+        }
+        StripeError::Timeout => ChargeError::Unavailable {
+            reason: "Stripe timed out".to_owned(),
+            maybe_charged: true,
+        },
+        other => ChargeError::Unavailable {
+            reason: other.to_string(),
+            maybe_charged: true,
+        },
+    }
+}

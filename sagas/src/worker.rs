@@ -1,0 +1,216 @@
+//! The saga worker: claims due timers and fires them. Any number of workers
+//! can run; `SKIP LOCKED` claims keep them from firing one timer twice.
+
+use chrono::{Duration, Utc};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use ticketing_eventstore::CommandMetadata;
+
+use crate::commands::Commands;
+use crate::outcome::{SagaError, TaskOutcome};
+use crate::payments::PaymentService;
+use crate::timers::{self, ClaimedTimer, TimerTask};
+use crate::{order_expiry, reservation_repair};
+
+/// Tuning of a saga worker.
+#[derive(Debug, Clone, Copy)]
+pub struct SagaConfig {
+    /// Timers claimed per round.
+    pub batch_size: i64,
+    /// How long a claim lasts; a timer whose worker died fires again after.
+    pub lease: StdDuration,
+    /// Sleep between rounds when nothing was due.
+    pub poll_interval: StdDuration,
+    /// How long an expiry waits for a payment in flight before looking again.
+    pub payment_wait: Duration,
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            lease: StdDuration::from_secs(60),
+            poll_interval: StdDuration::from_millis(250),
+            payment_wait: Duration::seconds(30),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionOutcome {
+    /// Timers were claimed; this many fired (were done, not deferred).
+    Fired {
+        claimed: usize,
+        fired: usize,
+    },
+    EmptyQueue,
+}
+
+pub struct SagaWorker {
+    id: Uuid,
+    pool: PgPool,
+    commands: Arc<Commands>,
+    payments: Arc<PaymentService>,
+    config: SagaConfig,
+}
+
+impl SagaWorker {
+    #[must_use]
+    pub fn new(
+        pool: PgPool,
+        commands: Arc<Commands>,
+        payments: Arc<PaymentService>,
+        config: SagaConfig,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            pool,
+            commands,
+            payments,
+            config,
+        }
+    }
+
+    /// Runs rounds until `shutdown`; a round in progress is finished first.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        tracing::info!(worker = %self.id, "saga worker started");
+        let mut last_gauge = tokio::time::Instant::now() - StdDuration::from_secs(60);
+        while !shutdown.is_cancelled() {
+            let pause = match self.try_execute_task().await {
+                Ok(ExecutionOutcome::Fired { .. }) => StdDuration::ZERO,
+                Ok(ExecutionOutcome::EmptyQueue) => self.config.poll_interval,
+                Err(error) => {
+                    tracing::error!(error.cause_chain = ?error, error.message = %error, "saga round failed");
+                    StdDuration::from_secs(1)
+                }
+            };
+            if last_gauge.elapsed() >= StdDuration::from_secs(5) {
+                last_gauge = tokio::time::Instant::now();
+                if let Ok(pending) = timers::pending(&self.pool).await {
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics::gauge!("saga_timers_pending").set(pending as f64);
+                }
+            }
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        tracing::info!(worker = %self.id, "saga worker stopped");
+    }
+
+    /// One round: claim what is due and fire it.
+    pub async fn try_execute_task(&self) -> Result<ExecutionOutcome, SagaError> {
+        let claimed = timers::claim_due(
+            &self.pool,
+            self.id,
+            self.config.batch_size,
+            self.config.lease,
+        )
+        .await?;
+        if claimed.is_empty() {
+            return Ok(ExecutionOutcome::EmptyQueue);
+        }
+        let mut fired = 0;
+        for timer in &claimed {
+            if self.fire(timer).await? {
+                fired += 1;
+            }
+        }
+        Ok(ExecutionOutcome::Fired {
+            claimed: claimed.len(),
+            fired,
+        })
+    }
+
+    /// Fires one timer; `true` if it was done (and removed).
+    #[tracing::instrument(skip_all, fields(timer = %timer.id, attempts = timer.attempts))]
+    async fn fire(&self, timer: &ClaimedTimer) -> Result<bool, SagaError> {
+        let metadata = CommandMetadata {
+            correlation_id: timer
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
+            causation_id: timer.id.clone(),
+            user_id: None,
+            traceparent: timer.traceparent.clone(),
+        };
+        let outcome = match self.run(&timer.task, &metadata).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Left claimed: it fires again when the lease runs out.
+                tracing::warn!(error.cause_chain = ?error, error.message = %error, "saga timer failed; retrying after its lease");
+                metrics::counter!("saga_timer_failures_total", "kind" => timer.task.kind())
+                    .increment(1);
+                return Ok(false);
+            }
+        };
+        match outcome {
+            TaskOutcome::Done => {
+                let removed = timers::finish(&self.pool, &timer.id, self.id).await?;
+                metrics::counter!("saga_timers_fired_total", "kind" => timer.task.kind())
+                    .increment(1);
+                Ok(removed)
+            }
+            TaskOutcome::Deferred(due_at) => {
+                let _ = timers::defer(&self.pool, &timer.id, self.id, due_at).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        task: &TimerTask,
+        metadata: &CommandMetadata,
+    ) -> Result<TaskOutcome, SagaError> {
+        match task {
+            TimerTask::OrderExpiry { order_id } => {
+                order_expiry::fire(
+                    &self.commands,
+                    order_id,
+                    Utc::now(),
+                    self.config.payment_wait,
+                    metadata,
+                )
+                .await
+            }
+            TimerTask::ReleaseTicket {
+                ticket_id,
+                order_id,
+            } => {
+                order_expiry::release(&self.commands, ticket_id, order_id, metadata).await?;
+                Ok(TaskOutcome::Done)
+            }
+            TimerTask::ReservationCheck {
+                ticket_id,
+                order_id,
+            } => reservation_repair::check(&self.commands, ticket_id, order_id, metadata).await,
+            TimerTask::PaymentRecovery {
+                payment_id,
+                order_id,
+                token,
+                idempotency_key,
+                amount_cents,
+            } => {
+                self.payments
+                    .recover(
+                        payment_id,
+                        order_id,
+                        token,
+                        idempotency_key,
+                        *amount_cents,
+                        metadata,
+                    )
+                    .await
+            }
+        }
+    }
+}

@@ -79,6 +79,16 @@ impl StripeStandIn {
             .unwrap_or_default()
     }
 
+    /// The idempotency keys seen, in no particular order.
+    #[must_use]
+    pub fn idempotency_keys(&self) -> Vec<String> {
+        self.inner
+            .replies
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every request received, replays and failures included.
     #[must_use]
     pub fn requests(&self) -> u64 {

@@ -4,8 +4,11 @@ use std::time::Duration;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use std::sync::Arc;
 use ticketing_eventstore::ScratchDatabase;
 use ticketing_gateway::{Application, GatewaySettings};
+use ticketing_sagas::stripe_stand_in::{StripeStandIn, SECRET_KEY};
+use ticketing_sagas::{BreakerSettings, Commands, PaymentService, PaymentSettings};
 use uuid::Uuid;
 
 pub(crate) const JWT_KEY: &str = "test-jwt-key";
@@ -23,6 +26,8 @@ pub(crate) struct TestApp {
     pub(crate) address: String,
     pub(crate) pool: PgPool,
     pub(crate) client: Client,
+    /// The Stripe stand-in this app's payments go to (real async-stripe client).
+    pub(crate) stripe: StripeStandIn,
     database: Option<ScratchDatabase>,
 }
 
@@ -40,7 +45,28 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut GatewaySettings))
     let mut settings = GatewaySettings::local(JWT_KEY);
     settings.port = 0;
     configure(&mut settings);
-    let app = Application::build(settings, pool.clone())
+    let stripe = StripeStandIn::start()
+        .await
+        .expect("start the Stripe stand-in");
+    let commands = Arc::new(Commands::new(&pool, chrono::Duration::seconds(30)));
+    let (provider, _breaker) = PaymentSettings {
+        stripe_secret_key: Some(SECRET_KEY.to_owned()),
+        stripe_api_base: stripe.base_url(),
+        stripe_timeout: Duration::from_secs(5),
+        breaker: BreakerSettings {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(60),
+        },
+    }
+    .provider()
+    .expect("payment provider");
+    let payments = Arc::new(PaymentService::new(
+        Arc::clone(&commands),
+        provider,
+        pool.clone(),
+        chrono::Duration::seconds(30),
+    ));
+    let app = Application::build_with(settings, pool.clone(), commands, payments)
         .await
         .expect("build the application");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -49,6 +75,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut GatewaySettings))
         address,
         pool,
         client: new_client(),
+        stripe,
         database: Some(database),
     }
 }

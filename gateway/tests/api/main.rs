@@ -9,5 +9,6 @@ mod health;
 mod helpers;
 mod idempotency;
 mod orders;
+mod payments;
 mod tickets;
 mod users;

@@ -1,0 +1,9 @@
+//! Saga scenarios against the real PostgreSQL (and, for payments, the real
+//! async-stripe client pointed at the local Stripe stand-in).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod expiry;
+mod payments;
+mod repair;
+mod timers;

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod helpers;
+mod journey;
 mod queries;
 mod read_your_writes;

@@ -84,6 +84,7 @@ where
                 .await
             {
                 Err(AggregateError::AggregateConflict) => {
+                    record_conflict(A::TYPE, attempt < self.max_attempts);
                     tracing::debug!(
                         attempt,
                         aggregate_id,
@@ -140,6 +141,15 @@ where
             .commit(new_events, context, metadata.to_map())
             .await?;
         Ok(Executed { aggregate, events })
+    }
+}
+
+/// Every optimistic-lock conflict counts; `retried` when the command runs
+/// again (the last conflict of an exhausted command is not retried).
+fn record_conflict(aggregate_type: &'static str, retried: bool) {
+    metrics::counter!("command_conflicts_total", "aggregate_type" => aggregate_type).increment(1);
+    if retried {
+        metrics::counter!("command_retries_total", "aggregate_type" => aggregate_type).increment(1);
     }
 }
 

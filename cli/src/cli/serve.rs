@@ -90,7 +90,9 @@ impl Arg {
         let (projector, projection_ready) =
             self.projection
                 .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
-        let app = app.with_readiness_check("projections", projection_ready);
+        let app = app
+            .with_readiness_check("projections", projection_ready)
+            .with_metrics(crate::telemetry::metrics_render());
         let relay = self.relay.spawn(pool, shutdown.clone());
         let _signal = tokio::spawn({
             let shutdown = shutdown.clone();

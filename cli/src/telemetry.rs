@@ -38,13 +38,22 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Spans exported unless `TRACES_FILTER` says otherwise: the exporter's own
+/// HTTP/gRPC stack is left out, so that exporting makes no spans to export.
+const DEFAULT_TRACES_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+
 /// Installs the subscriber (logs and spans) and the metrics recorder.
 /// `service` names the process in traces unless `OTEL_SERVICE_NAME` does.
+/// Logs are filtered by `RUST_LOG`, spans by `TRACES_FILTER`: quiet logs
+/// must not cost the traces.
 pub(crate) fn init(log_format: &str, service: &str) -> anyhow::Result<TelemetryGuard> {
     let tracer_provider = traces::tracer_provider(service)?;
+    let traces_filter = EnvFilter::try_from_env("TRACES_FILTER")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_TRACES_FILTER));
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer_provider.tracer("ticketing"))
-        .with_tracked_inactivity(false);
+        .with_tracked_inactivity(false)
+        .with_filter(traces_filter);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = if log_format.eq_ignore_ascii_case("json") {
         tracing_subscriber::fmt::layer()
@@ -55,9 +64,8 @@ pub(crate) fn init(log_format: &str, service: &str) -> anyhow::Result<TelemetryG
         tracing_subscriber::fmt::layer().boxed()
     };
     tracing_subscriber::registry()
-        .with(filter)
         .with(otel)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .try_init()
         .context("Failed to install the tracing subscriber")?;
     prometheus::install().context("Failed to install the metrics recorder")?;

@@ -78,6 +78,12 @@ pub fn link_to(span: &Span, traceparent: Option<&str>) {
     }
 }
 
+/// Renames `span` in its trace, e.g. once the route of a request is known
+/// (recording `otel.name` only names a span that has not started yet).
+pub fn rename(span: &Span, name: String) {
+    span.context().span().update_name(name);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests;

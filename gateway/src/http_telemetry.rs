@@ -14,23 +14,36 @@ use tracing::Span;
 
 use crate::request_context::REQUEST_ID;
 
+/// Probes and scrapes, answered every few seconds: traced only at debug
+/// level, so they do not drown the traces of real requests.
+const QUIET_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
 /// The request's span, named and labelled after OpenTelemetry's HTTP
 /// conventions; a child of the caller's span when it sent `traceparent`.
 /// Route and status are recorded by [`record_request`] once known.
 pub(crate) fn make_span(request: &axum::http::Request<Body>) -> Span {
-    let headers = request.headers();
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %request.method(),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %request.method(),
-        url.path = request.uri().path(),
-        http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-        request_id = header(headers, REQUEST_ID),
-    );
-    trace_context::child_of(span, header(headers, TRACEPARENT))
+    macro_rules! request_span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "http.request",
+                otel.name = %request.method(),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %request.method(),
+                url.path = request.uri().path(),
+                http.route = tracing::field::Empty,
+                http.response.status_code = tracing::field::Empty,
+                request_id = header(request.headers(), REQUEST_ID),
+            )
+        };
+    }
+    let span = if QUIET_PATHS.contains(&request.uri().path()) {
+        request_span!(tracing::Level::DEBUG)
+    } else {
+        request_span!(tracing::Level::INFO)
+    };
+    trace_context::child_of(span, header(request.headers(), TRACEPARENT))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -49,7 +62,7 @@ pub(crate) async fn record_request(
     let method = request.method().to_string();
     let span = Span::current();
     span.record("http.route", route.as_str());
-    span.record("otel.name", format!("{method} {route}"));
+    trace_context::rename(&span, format!("{method} {route}"));
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();

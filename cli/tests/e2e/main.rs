@@ -5,5 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod helpers;
+mod prometheus;
 mod queries;
 mod read_your_writes;
+mod trace;

@@ -3,7 +3,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use tracing::subscriber::with_default;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{child_of, current_traceparent, link_to, remote_context, traceparent_of};
+use super::{child_of, current_traceparent, link_to, remote_context, rename, traceparent_of};
 
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -98,4 +98,14 @@ fn without_an_opentelemetry_layer_there_is_no_traceparent() {
         traceparent_of(&span)
     });
     assert_eq!(traceparent, None);
+}
+
+#[test]
+fn a_started_span_can_be_renamed() {
+    let (_, spans) = traced(|| {
+        let span = tracing::info_span!("http.request");
+        span.in_scope(|| rename(&tracing::Span::current(), "POST /api/orders".to_owned()));
+    });
+    let names: Vec<_> = spans.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(names, ["POST /api/orders"]);
 }

@@ -80,7 +80,7 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
         .await;
 
     let is_order_request = |s: &ExportedSpan| {
-        s.name == "POST /api/orders" && s.attributes.get("http.response.status_code").is_some()
+        s.name == "POST /api/orders" && s.attributes.contains_key("http.response.status_code")
     };
     let spans = spans_when(&spans, |spans| {
         spans

@@ -9,6 +9,8 @@ SHELL := bash
 
 CARGO ?= cargo
 STACK := deploy/local/stack.sh
+PROMETHEUS := deploy/local/prometheus.sh
+ALERTS := deploy/observability/alerts
 
 # Used by `make run` (and by `make stack` to find PostgreSQL / the broker).
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing
@@ -21,7 +23,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 export DATABASE_URL KAFKA_BROKERS PORT RUST_LOG
 
-.PHONY: help stack run test stop fmt lint status
+.PHONY: help stack run test stop fmt lint status rules
 
 help: ## list the targets
 	@echo "ticketing make targets:"
@@ -49,9 +51,14 @@ lint: ## check formatting and run clippy (warnings are errors)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+rules: ## check the alert rules with promtool (installs Prometheus if missing)
+	bash $(PROMETHEUS) ensure
+	promtool check rules $(ALERTS).yml
+	promtool test rules $(ALERTS).test.yml
+
 # The tests (and the stack they need) get TEST_DATABASE_URL as DATABASE_URL.
 test: DATABASE_URL = $(TEST_DATABASE_URL)
-test: stack lint ## start the stack, lint, then run every test of the workspace
+test: stack lint rules ## start the stack, lint, check the alert rules, then run every test
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "+ $(CARGO) nextest run --workspace --no-fail-fast"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \

@@ -9,6 +9,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    telemetry::init(&cli.log_format);
+    let _telemetry = telemetry::init(&cli.log_format, cli.service_name())?;
     cli.run().await
 }

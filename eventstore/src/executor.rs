@@ -125,6 +125,7 @@ where
                 .await
             {
                 Err(AggregateError::AggregateConflict) => {
+                    record_conflict(A::TYPE, attempt < self.max_attempts);
                     tracing::debug!(
                         attempt,
                         aggregate_id,
@@ -250,6 +251,15 @@ fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E>
             AggregateError::AggregateConflict
         }
         _ => AggregateError::DatabaseConnectionError(Box::new(error)),
+    }
+}
+
+/// Every optimistic-lock conflict counts; `retried` when the command runs
+/// again (the last conflict of an exhausted command is not retried).
+fn record_conflict(aggregate_type: &'static str, retried: bool) {
+    metrics::counter!("command_conflicts_total", "aggregate_type" => aggregate_type).increment(1);
+    if retried {
+        metrics::counter!("command_retries_total", "aggregate_type" => aggregate_type).increment(1);
     }
 }
 

@@ -11,6 +11,7 @@ mod database;
 mod executor;
 mod metadata;
 mod scratch;
+pub mod trace_context;
 
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
 pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};

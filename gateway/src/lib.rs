@@ -9,6 +9,7 @@ mod consistency;
 mod current_user;
 mod email;
 mod error;
+mod http_telemetry;
 mod idempotency;
 mod json_body;
 mod pagination;
@@ -23,4 +24,4 @@ mod state;
 mod views;
 
 pub use settings::GatewaySettings;
-pub use startup::{Application, ReadinessCheck};
+pub use startup::{Application, MetricsRender, ReadinessCheck};

@@ -1,16 +1,18 @@
 //! Who and what a command comes from, recorded with its events: the request
 //! id (causation), the correlation id (given by the client as
-//! `X-Correlation-Id`, else the request id) and the W3C trace context.
+//! `X-Correlation-Id`, else the request id) and the W3C trace context: the
+//! request span's own when tracing is on (so consumers of the events become
+//! its children), else the caller's `traceparent` as sent.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use ticketing_eventstore::trace_context::{self, TRACEPARENT};
 use ticketing_eventstore::CommandMetadata;
 use uuid::Uuid;
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 const CORRELATION_ID: &str = "x-correlation-id";
-const TRACEPARENT: &str = "traceparent";
 const MAX_ID_LEN: usize = 128;
 
 pub(crate) struct RequestContext {
@@ -50,7 +52,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             correlation_id: header(&parts.headers, CORRELATION_ID)
                 .unwrap_or_else(|| request_id.clone()),
             request_id,
-            traceparent: header(&parts.headers, TRACEPARENT),
+            traceparent: trace_context::current_traceparent()
+                .or_else(|| header(&parts.headers, TRACEPARENT)),
         })
     }
 }

@@ -13,6 +13,10 @@ use crate::state::AppState;
 /// projections are not lagging"; `Err` says why the process is not ready.
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// Renders every metric of the process in the Prometheus text format (the
+/// process installs the recorder; the gateway only serves what it renders).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// The HTTP server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -58,6 +62,13 @@ impl Application {
     #[must_use]
     pub fn with_readiness_check(mut self, name: &'static str, check: ReadinessCheck) -> Self {
         self.state.readiness.push((name, check));
+        self
+    }
+
+    /// Serves `/metrics` from `render`.
+    #[must_use]
+    pub fn with_metrics(mut self, render: MetricsRender) -> Self {
+        self.state.metrics = Some(render);
         self
     }
 

@@ -4,7 +4,7 @@ use ticketing_sagas::{Commands, PaymentService};
 
 use crate::session::SessionKeys;
 use crate::settings::GatewaySettings;
-use crate::startup::ReadinessCheck;
+use crate::startup::{MetricsRender, ReadinessCheck};
 
 /// Shared by every request.
 pub(crate) struct AppState {
@@ -16,6 +16,8 @@ pub(crate) struct AppState {
     pub(crate) settings: GatewaySettings,
     /// Extra conditions for `/readyz`, added by the roles running alongside.
     pub(crate) readiness: Vec<(&'static str, ReadinessCheck)>,
+    /// Renders `/metrics`; without it the route answers 404.
+    pub(crate) metrics: Option<MetricsRender>,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
             pool,
             settings,
             readiness: Vec::new(),
+            metrics: None,
         }
     }
 }

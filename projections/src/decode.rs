@@ -147,6 +147,15 @@ impl ProjectedEvent {
         i64::try_from(self.raw_sequence()).unwrap_or(i64::MAX)
     }
 
+    /// When the event was committed to the event store.
+    pub fn timestamp(&self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            ProjectedEvent::Ticket(e) => e.timestamp,
+            ProjectedEvent::Order(e) => e.timestamp,
+            ProjectedEvent::Payment(e) => e.timestamp,
+        }
+    }
+
     /// Position in the whole event store.
     pub fn global_position(&self) -> i64 {
         let position = match self {

@@ -1,4 +1,17 @@
-//! Counters and consumer lag, for `/readyz` and the observability issue.
+//! Counters and consumer lag: kept here for `/readyz` and
+//! [`ProjectionMetrics::snapshot`], and recorded through the `metrics`
+//! facade for `/metrics`:
+//!
+//! - `events_processed_total{topic,outcome}`: consumed events by final
+//!   outcome (`applied`, `duplicate`, `dead_lettered`);
+//! - `events_failed_total{topic,reason}`: failed attempts (`decode`,
+//!   `apply`, `transient` for a batch the database did not take);
+//! - `dlq_messages_total{topic}`: messages parked on a dead-letter topic;
+//! - `event_processing_duration_seconds{topic}`: receive to commit;
+//! - `command_to_read_model_seconds{topic}`: event commit (the envelope's
+//!   timestamp) to the read model's commit;
+//! - `consumer_lag_messages{topic,partition}`: messages not yet projected;
+//! - `events_healed_total{topic}`: events read from the store to fill gaps.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -133,33 +146,63 @@ impl ProjectionMetrics {
         Ok(())
     }
 
-    pub(crate) fn record_applied(&self, healed_events: usize) {
+    /// An event of `topic` applied, `since_commit` after its command
+    /// committed it, with `healed_events` read from the store before it.
+    pub(crate) fn record_applied(
+        &self,
+        topic: &str,
+        healed_events: usize,
+        since_commit: Option<Duration>,
+    ) {
         let _ = self.applied.fetch_add(1, Ordering::Relaxed);
+        processed(topic, "applied");
+        if let Some(latency) = since_commit {
+            metrics::histogram!("command_to_read_model_seconds", "topic" => topic.to_owned())
+                .record(latency.as_secs_f64());
+        }
         if healed_events > 0 {
             let healed = u64::try_from(healed_events).unwrap_or(u64::MAX);
             let _ = self.applied.fetch_add(healed, Ordering::Relaxed);
             let _ = self.healed_events.fetch_add(healed, Ordering::Relaxed);
             let _ = self.gaps_healed.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("events_healed_total", "topic" => topic.to_owned()).increment(healed);
         }
     }
 
-    pub(crate) fn record_duplicate(&self) {
+    pub(crate) fn record_duplicate(&self, topic: &str) {
         let _ = self.duplicates.fetch_add(1, Ordering::Relaxed);
+        processed(topic, "duplicate");
     }
 
-    pub(crate) fn record_dead_letter(&self) {
+    pub(crate) fn record_dead_letter(&self, topic: &str) {
         let _ = self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        processed(topic, "dead_lettered");
+        metrics::counter!("dlq_messages_total", "topic" => topic.to_owned()).increment(1);
+    }
+
+    /// A failed attempt to process `events` events of `topic`: `decode`,
+    /// `apply` (retried, then dead-lettered) or `transient` (the whole
+    /// batch is retried).
+    pub(crate) fn record_failure(&self, topic: &str, reason: &'static str, events: usize) {
+        let events = u64::try_from(events).unwrap_or(u64::MAX);
+        metrics::counter!("events_failed_total", "topic" => topic.to_owned(), "reason" => reason)
+            .increment(events);
     }
 
     pub(crate) fn record_retry(&self) {
         let _ = self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_processing(&self, durations: impl Iterator<Item = Duration>) {
+    pub(crate) fn record_processing<'a>(
+        &self,
+        durations: impl Iterator<Item = (&'a str, Duration)>,
+    ) {
         let mut histogram = lock(&self.processing_micros);
-        for duration in durations {
+        for (topic, duration) in durations {
             let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
             histogram.saturating_record(micros);
+            metrics::histogram!("event_processing_duration_seconds", "topic" => topic.to_owned())
+                .record(duration.as_secs_f64());
         }
     }
 
@@ -169,13 +212,21 @@ impl ProjectionMetrics {
         let entry = partitions.entry((topic.to_owned(), partition)).or_default();
         entry.position = entry.position.max(next_offset);
         entry.high_watermark = entry.high_watermark.max(next_offset);
+        export_lag(topic, partition, entry);
     }
 
     /// The assignment changed: partitions no longer ours stop counting.
     pub(crate) fn set_assignment(&self, assigned: &[(String, i32)]) {
         self.joined.store(true, Ordering::Relaxed);
         let mut partitions = lock(&self.partitions);
-        partitions.retain(|key, _| assigned.contains(key));
+        partitions.retain(|(topic, partition), _| {
+            let kept = assigned.iter().any(|(t, p)| t == topic && p == partition);
+            if !kept {
+                // Another worker reports it now; this one stops counting it.
+                lag_gauge(topic, *partition).set(0.0);
+            }
+            kept
+        });
         for key in assigned {
             let _ = partitions.entry(key.clone()).or_default();
         }
@@ -197,8 +248,26 @@ impl ProjectionMetrics {
             if floor >= 0 {
                 entry.position = entry.position.max(floor);
             }
+            export_lag(&key.0, key.1, entry);
         }
     }
+}
+
+fn processed(topic: &str, outcome: &'static str) {
+    metrics::counter!("events_processed_total", "topic" => topic.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+fn lag_gauge(topic: &str, partition: i32) -> metrics::Gauge {
+    metrics::gauge!(
+        "consumer_lag_messages",
+        "topic" => topic.to_owned(),
+        "partition" => partition.to_string()
+    )
+}
+
+fn export_lag(topic: &str, partition: i32, lag: &PartitionLag) {
+    lag_gauge(topic, partition).set(lag.lag() as f64);
 }
 
 /// A panic while a lock was held cannot leave counters unusable.

@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use ticketing_eventstore::trace_context;
+use tracing::{Instrument, Span};
 
 use crate::apply::{apply_event, Applied};
 use crate::dead_letter::error_chain;
@@ -22,6 +24,38 @@ impl Incoming {
             message,
             received_at: Instant::now(),
         }
+    }
+
+    /// The message's `traceparent` header: the span that published it.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.message
+            .headers()?
+            .iter()
+            .find(|header| header.key == trace_context::TRACEPARENT)
+            .and_then(|header| std::str::from_utf8(header.value?).ok())
+    }
+
+    fn topic(&self) -> &str {
+        self.message.topic()
+    }
+
+    /// The span projecting this message: a child of the span that published
+    /// it, so the projection joins the trace of the command that wrote the
+    /// event. It ends once the message is in the read models (or parked).
+    fn span(&self) -> Span {
+        let message = &self.message;
+        let span = tracing::info_span!(
+            "projection.apply",
+            otel.name = %format_args!("{} process", message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.topic(),
+            messaging.kafka.destination.partition = message.partition(),
+            messaging.kafka.message.offset = message.offset(),
+            outcome = tracing::field::Empty,
+        );
+        trace_context::child_of(span, self.traceparent())
     }
 }
 
@@ -83,60 +117,95 @@ impl Projector {
                 ProjectedEvent::from_message(topics, message.topic(), message.payload())
             })
             .collect();
+        let spans: Vec<Span> = batch.iter().map(Incoming::span).collect();
         let mut report = BatchReport::default();
-        match self.apply_together(&decoded).await {
+        match self.apply_together(batch, &decoded, &spans).await {
             Ok(outcomes) => outcomes.into_iter().for_each(|a| report.count(a)),
-            Err(error) if error.is_transient() => return Err(error),
+            Err(error) if error.is_transient() => {
+                for incoming in batch {
+                    self.metrics_ref()
+                        .record_failure(incoming.topic(), "transient", 1);
+                }
+                return Err(error);
+            }
             Err(error) => {
                 tracing::debug!(error.message = %error, "batch failed; applying its events one by one");
-                self.apply_one_by_one(batch, &decoded, &mut report).await?;
+                self.apply_one_by_one(batch, &decoded, &spans, &mut report)
+                    .await?;
             }
         }
         // Decoding is pure: retrying it would fail the same way.
-        for (incoming, decoded) in batch.iter().zip(&decoded) {
+        for ((incoming, decoded), span) in batch.iter().zip(&decoded).zip(&spans) {
             if let Err(error) = decoded {
-                self.dead_letters().send(&incoming.message, error).await?;
-                self.metrics_ref().record_dead_letter();
+                self.metrics_ref()
+                    .record_failure(incoming.topic(), "decode", 1);
+                self.dead_letters()
+                    .send(&incoming.message, error)
+                    .instrument(span.clone())
+                    .await?;
+                self.metrics_ref().record_dead_letter(incoming.topic());
+                span.record("outcome", "dead_lettered");
                 report.dead_lettered += 1;
             }
         }
         let now = Instant::now();
-        self.metrics_ref()
-            .record_processing(batch.iter().map(|i| now - i.received_at));
+        self.metrics_ref().record_processing(
+            batch
+                .iter()
+                .map(|i| (i.topic(), now.saturating_duration_since(i.received_at))),
+        );
         Ok(ProjectOutcome::Projected(report))
     }
 
-    /// Every decoded event in one transaction; all or nothing.
+    /// Every decoded event in one transaction; all or nothing. Each event
+    /// is applied in its message's span.
     async fn apply_together(
         &self,
+        batch: &[Incoming],
         decoded: &[Result<ProjectedEvent, DecodeError>],
+        spans: &[Span],
     ) -> Result<Vec<Applied>, ProjectionError> {
         let mut tx = self.pool().begin().await?;
         let mut outcomes = Vec::with_capacity(decoded.len());
-        for event in decoded.iter().flatten() {
-            outcomes.push(apply_event(&mut tx, event).await?);
+        for ((incoming, event), span) in batch.iter().zip(decoded).zip(spans) {
+            let Ok(event) = event else { continue };
+            let applied = apply_event(&mut tx, event).instrument(span.clone()).await?;
+            outcomes.push((incoming, event, span, applied));
         }
         tx.commit().await?;
-        for applied in &outcomes {
-            self.record(*applied);
-        }
-        Ok(outcomes)
+        Ok(outcomes
+            .into_iter()
+            .map(|(incoming, event, span, applied)| {
+                self.record(incoming.topic(), event, span, applied);
+                applied
+            })
+            .collect())
     }
 
     async fn apply_one_by_one(
         &self,
         batch: &[Incoming],
         decoded: &[Result<ProjectedEvent, DecodeError>],
+        spans: &[Span],
         report: &mut BatchReport,
     ) -> Result<(), ProjectionError> {
-        for (incoming, event) in batch.iter().zip(decoded) {
+        for ((incoming, event), span) in batch.iter().zip(decoded).zip(spans) {
             let Ok(event) = event else { continue };
-            match self.apply_with_retries(event).await {
+            let topic = incoming.topic();
+            match self
+                .apply_with_retries(topic, event, span)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(applied) => report.count(applied),
                 Err(error) if error.is_transient() => return Err(error),
                 Err(error) => {
-                    self.dead_letters().send(&incoming.message, &error).await?;
-                    self.metrics_ref().record_dead_letter();
+                    self.dead_letters()
+                        .send(&incoming.message, &error)
+                        .instrument(span.clone())
+                        .await?;
+                    self.metrics_ref().record_dead_letter(topic);
+                    span.record("outcome", "dead_lettered");
                     report.dead_lettered += 1;
                 }
             }
@@ -147,7 +216,12 @@ impl Projector {
     /// One event in its own transaction, retried with exponential backoff;
     /// the last error once the retries are spent. Transient errors return
     /// at once: the caller retries those without bound.
-    async fn apply_with_retries(&self, event: &ProjectedEvent) -> Result<Applied, ProjectionError> {
+    async fn apply_with_retries(
+        &self,
+        topic: &str,
+        event: &ProjectedEvent,
+        span: &Span,
+    ) -> Result<Applied, ProjectionError> {
         let mut attempt = 0;
         loop {
             let result = async {
@@ -159,14 +233,17 @@ impl Projector {
             .await;
             match result {
                 Ok(applied) => {
-                    self.record(applied);
+                    self.record(topic, event, span, applied);
                     return Ok(applied);
                 }
-                Err(error) if error.is_transient() || attempt >= self.config().max_retries => {
-                    return Err(error)
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) if attempt >= self.config().max_retries => {
+                    self.metrics_ref().record_failure(topic, "apply", 1);
+                    return Err(error);
                 }
                 Err(error) => {
                     attempt += 1;
+                    self.metrics_ref().record_failure(topic, "apply", 1);
                     self.metrics_ref().record_retry();
                     tracing::warn!(
                         attempt,
@@ -181,11 +258,22 @@ impl Projector {
         }
     }
 
-    fn record(&self, applied: Applied) {
+    /// Counts a committed event; its command-to-read-model latency only
+    /// when it changed the view (a duplicate's is not news).
+    fn record(&self, topic: &str, event: &ProjectedEvent, span: &Span, applied: Applied) {
+        let metrics = self.metrics_ref();
+        let since_commit = || (chrono::Utc::now() - event.timestamp()).to_std().ok();
         match applied {
-            Applied::Applied => self.metrics_ref().record_applied(0),
-            Applied::Healed(n) => self.metrics_ref().record_applied(n),
-            Applied::Duplicate => self.metrics_ref().record_duplicate(),
+            Applied::Applied => metrics.record_applied(topic, 0, since_commit()),
+            Applied::Healed(n) => metrics.record_applied(topic, n, since_commit()),
+            Applied::Duplicate => metrics.record_duplicate(topic),
         }
+        span.record(
+            "outcome",
+            match applied {
+                Applied::Duplicate => "duplicate",
+                Applied::Applied | Applied::Healed(_) => "applied",
+            },
+        );
     }
 }

@@ -31,8 +31,11 @@ pub(crate) struct OutgoingMessage {
     pub(crate) topic: String,
     pub(crate) key: String,
     pub(crate) payload: Vec<u8>,
-    /// Header name and value, in the order they are set.
+    /// Header name and value, in the order they are set; `traceparent` is
+    /// added when sending, from the span of the publication.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// The trace context stored with the event (its command's).
+    pub(crate) traceparent: Option<String>,
     pub(crate) cursor: Cursor,
     pub(crate) recorded_at: DateTime<Utc>,
 }
@@ -79,7 +82,7 @@ where
         event: wire,
     };
     let payload = serde_json::to_vec(&envelope).map_err(decode_error)?;
-    let mut headers = vec![
+    let headers = vec![
         (
             ticketing_schemas::headers::EVENT_TYPE,
             event_type.to_owned(),
@@ -97,14 +100,12 @@ where
             envelope.correlation_id.clone().unwrap_or_default(),
         ),
     ];
-    if let Some(traceparent) = metadata(event, "traceparent") {
-        headers.push((ticketing_schemas::headers::TRACEPARENT, traceparent));
-    }
     Ok(OutgoingMessage {
         topic: topic.to_owned(),
         key: event.aggregate_id.clone(),
         payload,
         headers,
+        traceparent: metadata(event, ticketing_eventstore::trace_context::TRACEPARENT),
         cursor: event.cursor(),
         recorded_at: event.recorded_at,
     })

@@ -17,7 +17,7 @@ pub const RELAY_LOCK_KEY: i64 = 0x746b_742d_7265_6c79;
 /// connection would be handed to other work, and the lock would go wherever
 /// it went. PostgreSQL drops the lock with the connection, which is how a
 /// killed leader hands over.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn acquire(
     pool: &PgPool,
     retry: Duration,

@@ -1,5 +1,11 @@
-//! Counters for the observability issue to export; readable now through
-//! [`RelayMetrics::snapshot`].
+//! The relay's figures: kept here for [`RelayMetrics::snapshot`] (tests,
+//! benchmarks) and recorded through the `metrics` facade for `/metrics`:
+//!
+//! - `events_published_total{topic}`: events the broker acknowledged;
+//! - `relay_publish_latency_seconds`: event commit to broker acknowledgement;
+//! - `outbox_backlog_events`: committed events not yet acknowledged;
+//! - `relay_leader`: 1 while this process holds the relay lock;
+//! - `relay_failed_batches_total{reason}`: batches not published.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -68,31 +74,49 @@ impl RelayMetrics {
         }
     }
 
-    /// Records a batch acknowledged at `acked_at`.
-    pub(crate) fn record_published(
+    /// Records a batch of (topic, commit time) acknowledged at `acked_at`.
+    pub(crate) fn record_published<'a>(
         &self,
-        recorded_at: impl Iterator<Item = DateTime<Utc>>,
+        published: impl Iterator<Item = (&'a str, DateTime<Utc>)>,
         acked_at: DateTime<Utc>,
     ) {
         let mut histogram = self.histogram();
         let mut count = 0;
-        for committed in recorded_at {
+        let mut per_topic: Vec<(&str, u64)> = Vec::new();
+        for (topic, committed) in published {
             let micros = (acked_at - committed)
                 .num_microseconds()
                 .unwrap_or(i64::MAX);
             // Clocks may disagree by a little; a negative latency is zero.
-            histogram.saturating_record(u64::try_from(micros).unwrap_or(0).max(1));
+            let micros = u64::try_from(micros).unwrap_or(0).max(1);
+            histogram.saturating_record(micros);
+            metrics::histogram!("relay_publish_latency_seconds").record(micros as f64 / 1e6);
+            match per_topic.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, n)) => *n += 1,
+                None => per_topic.push((topic, 1)),
+            }
             count += 1;
         }
         let _ = self.published.fetch_add(count, Ordering::Relaxed);
+        for (topic, n) in per_topic {
+            metrics::counter!("events_published_total", "topic" => topic.to_owned()).increment(n);
+        }
     }
 
     pub(crate) fn set_backlog(&self, backlog: u64) {
         self.backlog.store(backlog, Ordering::Relaxed);
+        metrics::gauge!("outbox_backlog_events").set(backlog as f64);
     }
 
     pub(crate) fn set_leader(&self, leader: bool) {
         self.leader.store(leader, Ordering::Relaxed);
+        metrics::gauge!("relay_leader").set(if leader { 1.0 } else { 0.0 });
+    }
+
+    /// A batch that was not published: `delivery` (the broker) or `blocked`
+    /// (an event this release cannot convert).
+    pub(crate) fn record_failed_batch(&self, reason: &'static str) {
+        metrics::counter!("relay_failed_batches_total", "reason" => reason).increment(1);
     }
 
     fn histogram(&self) -> std::sync::MutexGuard<'_, Histogram<u64>> {
@@ -114,7 +138,7 @@ mod tests {
     fn a_snapshot_reports_counts_and_latency_percentiles() {
         let metrics = RelayMetrics::default();
         let acked = Utc::now();
-        let committed = (1..=100).map(|ms| acked - TimeDelta::milliseconds(ms));
+        let committed = (1..=100).map(|ms| ("topic", acked - TimeDelta::milliseconds(ms)));
 
         metrics.record_published(committed, acked);
         metrics.set_backlog(7);

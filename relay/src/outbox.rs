@@ -46,7 +46,7 @@ impl StoredEvent {
 ///
 /// `xid8` has no sqlx type; it travels as text cast to a bigint, which holds
 /// any 64-bit transaction id PostgreSQL will hand out.
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub(crate) async fn load_cursor(conn: &mut PgConnection, name: &str) -> sqlx::Result<Cursor> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM relay_cursor WHERE name = $1",
@@ -64,7 +64,7 @@ pub(crate) async fn load_cursor(conn: &mut PgConnection, name: &str) -> sqlx::Re
     )
 }
 
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub(crate) async fn save_cursor(
     conn: &mut PgConnection,
     name: &str,
@@ -91,7 +91,7 @@ pub(crate) async fn save_cursor(
 /// those can no longer be joined by a row sorting before them (see the crate
 /// docs), whereas a younger committed row could still be overtaken by an
 /// older transaction committing late.
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub(crate) async fn fetch_publishable(
     conn: &mut PgConnection,
     after: Cursor,
@@ -116,7 +116,7 @@ pub(crate) async fn fetch_publishable(
 
 /// Committed events not yet published, counting at most `bound` so that a
 /// large backlog stays cheap to measure.
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub(crate) async fn backlog(
     conn: &mut PgConnection,
     after: Cursor,

@@ -10,6 +10,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+use ticketing_eventstore::trace_context;
+use tracing::Span;
 
 use crate::encode::OutgoingMessage;
 use crate::{RelayConfig, RelayError};
@@ -66,24 +68,40 @@ impl Publisher {
 
     /// Sends every message at once, in order, and succeeds only if the
     /// broker acknowledged all of them.
-    #[tracing::instrument(skip_all, fields(messages = messages.len()))]
+    ///
+    /// Each message is sent in a `relay.publish` span, a child of the span
+    /// of the command that wrote the event (its stored `traceparent`), and
+    /// carries that span's context as its `traceparent` header, so that
+    /// consumers continue the command's trace. The span ends once the
+    /// broker acknowledged the whole batch.
+    #[tracing::instrument(level = "debug", skip_all, fields(messages = messages.len()))]
     pub(crate) async fn publish_all(&self, messages: &[OutgoingMessage]) -> Result<(), RelayError> {
         let mut deliveries = Vec::with_capacity(messages.len());
+        let mut spans = Vec::with_capacity(messages.len());
         for message in messages {
-            let headers =
-                message
-                    .headers
-                    .iter()
-                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                        headers.insert(Header {
-                            key,
-                            value: Some(value.as_str()),
-                        })
-                    });
+            let span = publish_span(message);
+            let traceparent =
+                trace_context::traceparent_of(&span).or_else(|| message.traceparent.clone());
+            let headers = message
+                .headers
+                .iter()
+                .map(|(key, value)| (*key, value.as_str()))
+                .chain(
+                    traceparent
+                        .as_deref()
+                        .map(|value| (ticketing_schemas::headers::TRACEPARENT, value)),
+                )
+                .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
+                });
             let record = FutureRecord::to(&message.topic)
                 .key(&message.key)
                 .payload(&message.payload)
                 .headers(headers);
+            spans.push(span);
             // The queue holds far more than a batch; a full queue is a
             // failed batch like any other and is retried.
             match self.producer.send_result(record) {
@@ -108,6 +126,13 @@ impl Publisher {
             failed += 1;
             first_error.get_or_insert(error);
         }
+        if let Some(error) = &first_error {
+            for span in &spans {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.message", tracing::field::display(error));
+            }
+        }
+        drop(spans);
         match first_error {
             None => Ok(()),
             Some(source) => Err(RelayError::Delivery {
@@ -117,6 +142,22 @@ impl Publisher {
             }),
         }
     }
+}
+
+/// The span of one message's publication, in its command's trace.
+fn publish_span(message: &OutgoingMessage) -> Span {
+    let span = tracing::info_span!(
+        "relay.publish",
+        otel.name = %format_args!("{} publish", message.topic),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %message.topic,
+        messaging.kafka.message.key = %message.key,
+    );
+    trace_context::child_of(span, message.traceparent.as_deref())
 }
 
 fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {

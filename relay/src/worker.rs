@@ -27,7 +27,11 @@ pub enum PublishOutcome {
 ///
 /// On error the cursor has not moved, so the same events, in the same order,
 /// are the next batch.
-#[tracing::instrument(skip_all)]
+///
+/// Its span is at debug level: the relay polls, and an idle poll is no
+/// trace worth exporting. Each event gets its own `relay.publish` span in
+/// the trace of the command that wrote it.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn try_publish_batch(
     conn: &mut PgConnection,
     publisher: &Publisher,
@@ -46,7 +50,10 @@ pub async fn try_publish_batch(
     publisher.publish_all(&messages).await?;
     let acked_at = Utc::now();
     outbox::save_cursor(conn, CURSOR_NAME, last.cursor).await?;
-    metrics.record_published(messages.iter().map(|m| m.recorded_at), acked_at);
+    metrics.record_published(
+        messages.iter().map(|m| (m.topic.as_str(), m.recorded_at)),
+        acked_at,
+    );
     Ok(PublishOutcome::Published(messages.len()))
 }
 
@@ -132,6 +139,7 @@ impl Relay {
                 Ok(PublishOutcome::Idle) => next_after_idle(woke),
                 Err(RelayError::Database(error)) => return Err(error.into()),
                 Err(error @ RelayError::Delivery { .. }) => {
+                    self.metrics.record_failed_batch("delivery");
                     tracing::warn!(error.cause_chain = ?error, error.message = %error, "batch not published; retrying it");
                     self.recover(&mut publisher).await;
                     next_after_failure(woke)
@@ -139,6 +147,7 @@ impl Relay {
                 Err(error) => {
                     // An event this release cannot convert: stop at it (the
                     // backlog grows, alerting) until a release that can runs.
+                    self.metrics.record_failed_batch("blocked");
                     tracing::error!(error.cause_chain = ?error, error.message = %error, "relay blocked on an event");
                     next_after_failure(woke)
                 }

@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 /// The secret key the stand-in accepts.
 pub const SECRET_KEY: &str = "sk_test_stand_in";
 
+/// The parameters a key was first used with, and the answer given.
+type Reply = (HashMap<String, String>, u16, Value);
+
 #[derive(Default)]
 struct Inner {
-    /// Responses by idempotency key, with the parameters they answered.
-    replies: Mutex<HashMap<String, (HashMap<String, String>, u16, Value)>>,
+    /// Responses by idempotency key.
+    replies: Mutex<HashMap<String, Reply>>,
     /// Charges made (not replayed), in order.
     charges: Mutex<Vec<Value>>,
     failing: AtomicBool,

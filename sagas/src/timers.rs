@@ -78,6 +78,15 @@ pub struct ClaimedTimer {
     pub attempts: i32,
 }
 
+/// id, payload, correlation id, traceparent, attempts.
+type ClaimRow = (
+    String,
+    serde_json::Value,
+    Option<String>,
+    Option<String>,
+    i32,
+);
+
 /// Writes `timer` unless one with the same id exists (scheduling twice is a
 /// no-op), on the caller's connection so it joins the caller's transaction.
 pub async fn schedule(conn: &mut PgConnection, timer: &NewTimer) -> sqlx::Result<()> {
@@ -107,13 +116,7 @@ pub async fn claim_due(
     limit: i64,
     lease: Duration,
 ) -> sqlx::Result<Vec<ClaimedTimer>> {
-    let rows: Vec<(
-        String,
-        serde_json::Value,
-        Option<String>,
-        Option<String>,
-        i32,
-    )> = sqlx::query_as(
+    let rows: Vec<ClaimRow> = sqlx::query_as(
         "UPDATE saga_timers t \
              SET due_at = now() + make_interval(secs => $3), claimed_by = $1, \
                  attempts = t.attempts + 1 \

@@ -8,7 +8,8 @@ use std::time::Duration as StdDuration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use ticketing_eventstore::CommandMetadata;
+use ticketing_eventstore::{trace_context, CommandMetadata};
+use tracing::Instrument;
 
 use crate::commands::Commands;
 use crate::outcome::{SagaError, TaskOutcome};
@@ -130,9 +131,24 @@ impl SagaWorker {
         })
     }
 
-    /// Fires one timer; `true` if it was done (and removed).
-    #[tracing::instrument(skip_all, fields(timer = %timer.id, attempts = timer.attempts))]
+    /// Fires one timer in a span that continues the trace of the command
+    /// that scheduled it, so its follow-up commands (and their events, and
+    /// the projections of those) join the original request's trace.
     async fn fire(&self, timer: &ClaimedTimer) -> Result<bool, SagaError> {
+        let span = trace_context::child_of(
+            tracing::info_span!(
+                "saga.fire",
+                otel.kind = "consumer",
+                timer = %timer.id,
+                kind = timer.task.kind(),
+                attempts = timer.attempts
+            ),
+            timer.traceparent.as_deref(),
+        );
+        self.fire_in_span(timer).instrument(span).await
+    }
+
+    async fn fire_in_span(&self, timer: &ClaimedTimer) -> Result<bool, SagaError> {
         let metadata = CommandMetadata {
             correlation_id: timer
                 .correlation_id
@@ -140,7 +156,7 @@ impl SagaWorker {
                 .unwrap_or_else(|| Uuid::new_v4().to_string()),
             causation_id: timer.id.clone(),
             user_id: None,
-            traceparent: timer.traceparent.clone(),
+            traceparent: trace_context::current_traceparent().or_else(|| timer.traceparent.clone()),
         };
         let outcome = match self.run(&timer.task, &metadata).await {
             Ok(outcome) => outcome,

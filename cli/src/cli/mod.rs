@@ -1,5 +1,6 @@
 mod database;
 mod migrate;
+mod ops_server;
 mod project;
 mod relay;
 mod saga;
@@ -36,6 +37,17 @@ enum Command {
 }
 
 impl Cli {
+    /// The service name of the role in traces (`OTEL_SERVICE_NAME` wins).
+    pub(crate) fn service_name(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "ticketing",
+            Command::Migrate(_) => "ticketing-migrate",
+            Command::Relay(_) => "ticketing-relay",
+            Command::Project(_) => "ticketing-projections",
+            Command::Saga(_) => "ticketing-sagas",
+        }
+    }
+
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(arg) => arg.main().await,

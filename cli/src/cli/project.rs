@@ -1,3 +1,4 @@
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
+use super::ops_server;
 use super::relay::RelayArgs;
 use crate::shutdown::shutdown_signal;
 
@@ -102,18 +104,36 @@ pub(crate) struct Arg {
 
     #[command(flatten)]
     projection: ProjectionArgs,
+
+    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    metrics_host: IpAddr,
+
+    /// Port of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 9102)]
+    metrics_port: u16,
 }
 
 impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
         let pool = self.database.connect_and_migrate().await?;
         let shutdown = CancellationToken::new();
-        let (worker, _readiness) =
+        let (worker, readiness) =
             self.projection
-                .spawn(pool, &self.relay.config(), shutdown.clone())?;
+                .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
+        let ops = ops_server::spawn(
+            self.metrics_host,
+            self.metrics_port,
+            pool,
+            vec![("projections", readiness)],
+            shutdown.clone(),
+        )
+        .await?;
         shutdown_signal().await;
         shutdown.cancel();
-        stop(worker).await
+        let stopped = stop(worker).await;
+        let _ = ops.await;
+        stopped
     }
 }
 

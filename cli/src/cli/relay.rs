@@ -1,3 +1,4 @@
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -7,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
+use super::ops_server;
 use crate::shutdown::shutdown_signal;
 
 /// How long a stopping relay may take to finish the batch it is sending.
@@ -78,16 +80,35 @@ pub(crate) struct Arg {
 
     #[command(flatten)]
     relay: RelayArgs,
+
+    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    metrics_host: IpAddr,
+
+    /// Port of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 9101)]
+    metrics_port: u16,
 }
 
 impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
         let pool = self.database.connect_and_migrate().await?;
         let shutdown = CancellationToken::new();
+        // A standby relay is ready too: it takes over when the leader dies.
+        let ops = ops_server::spawn(
+            self.metrics_host,
+            self.metrics_port,
+            pool.clone(),
+            Vec::new(),
+            shutdown.clone(),
+        )
+        .await?;
         let relay = self.relay.spawn(pool, shutdown.clone());
         shutdown_signal().await;
         shutdown.cancel();
-        stop(relay).await
+        let stopped = stop(relay).await;
+        let _ = ops.await;
+        stopped
     }
 }
 

@@ -1,3 +1,4 @@
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
+use super::ops_server;
 use crate::shutdown::shutdown_signal;
 
 /// `ticketing saga`: fire due saga timers (order expiry, ticket release,
@@ -22,6 +24,14 @@ pub(crate) struct Arg {
 
     #[command(flatten)]
     saga: SagaArgs,
+
+    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    metrics_host: IpAddr,
+
+    /// Port of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 9103)]
+    metrics_port: u16,
 }
 
 /// The saga worker's and the payment provider's settings; shared by `serve`.
@@ -135,10 +145,20 @@ impl Arg {
         let pool = self.database.connect_and_migrate().await?;
         let sagas = self.saga.wire(&pool)?;
         let shutdown = CancellationToken::new();
+        let ops = ops_server::spawn(
+            self.metrics_host,
+            self.metrics_port,
+            pool.clone(),
+            Vec::new(),
+            shutdown.clone(),
+        )
+        .await?;
         let worker = self.saga.spawn(pool, &sagas, shutdown.clone());
         shutdown_signal().await;
         shutdown.cancel();
+        // The timer in hand is finished (or left to its lease) before exit.
         worker.await.context("saga worker panicked")?;
+        let _ = ops.await;
         Ok(())
     }
 }

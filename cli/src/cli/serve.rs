@@ -101,7 +101,9 @@ impl Arg {
         let (projector, projection_ready) =
             self.projection
                 .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
-        let app = app.with_readiness_check("projections", projection_ready);
+        let app = app
+            .with_readiness_check("projections", projection_ready)
+            .with_metrics(crate::telemetry::metrics_render());
         let saga = self.saga.spawn(pool.clone(), &sagas, shutdown.clone());
         let relay = self.relay.spawn(pool, shutdown.clone());
         let _signal = tokio::spawn({

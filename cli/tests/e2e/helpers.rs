@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use ticketing_eventstore::ScratchDatabase;
 use uuid::Uuid;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -64,6 +64,11 @@ pub(crate) async fn start_system_with(env: &[(&str, &str)]) -> System {
 }
 
 impl System {
+    /// The system's own database.
+    pub(crate) fn database_url(&self) -> &str {
+        self.database.as_ref().map_or("", ScratchDatabase::url)
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

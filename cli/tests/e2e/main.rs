@@ -6,5 +6,7 @@
 
 mod helpers;
 mod journey;
+mod prometheus;
 mod queries;
 mod read_your_writes;
+mod trace;

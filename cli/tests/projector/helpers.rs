@@ -143,13 +143,19 @@ impl Setup {
 /// A `ticketing project` process.
 pub(crate) struct Worker {
     child: Option<Child>,
+    /// Where it serves `/healthz`, `/readyz` and `/metrics`.
+    pub(crate) metrics_port: u16,
 }
 
 impl Worker {
     pub(crate) fn start(setup: &Setup) -> anyhow::Result<Worker> {
         let log = std::env::var_os("TEST_LOG").is_some();
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
             .arg("project")
+            .env("METRICS_PORT", metrics_port.to_string())
             .env("DATABASE_URL", setup.database.url())
             .env("DATABASE_MAX_CONNECTIONS", "4")
             .env("KAFKA_BROKERS", brokers())
@@ -165,7 +171,10 @@ impl Worker {
             .stdout(if log { Stdio::inherit() } else { Stdio::null() })
             .stderr(Stdio::inherit())
             .spawn()?;
-        Ok(Worker { child: Some(child) })
+        Ok(Worker {
+            child: Some(child),
+            metrics_port,
+        })
     }
 
     /// SIGKILL: no commit, no leaving the group.

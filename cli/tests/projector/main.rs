@@ -53,3 +53,54 @@ async fn a_worker_killed_mid_stream_loses_nothing() -> anyhow::Result<()> {
     );
     setup.drop().await
 }
+
+/// The sum of the samples of `name` whose labels contain `label`, in
+/// Prometheus text.
+fn sum_of(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_worker_serves_its_probes_and_metrics() -> anyhow::Result<()> {
+    let setup = Setup::create().await?;
+    let worker = Worker::start(&setup)?;
+    let base = format!("http://127.0.0.1:{}", worker.metrics_port);
+    let http = reqwest::Client::new();
+    let ready = || {
+        let request = http.get(format!("{base}/readyz")).send();
+        async move {
+            Ok(request
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK))
+        }
+    };
+    eventually(Duration::from_secs(60), ready).await?;
+
+    setup.produce_tickets(10, 2).await?;
+    eventually(Duration::from_secs(60), || async {
+        Ok(setup.applied_events().await? == 20)
+    })
+    .await?;
+
+    let live = http.get(format!("{base}/healthz")).send().await?;
+    assert_eq!(live.status(), reqwest::StatusCode::OK);
+    let metrics = http.get(format!("{base}/metrics")).send().await?;
+    assert_eq!(metrics.status(), reqwest::StatusCode::OK);
+    let text = metrics.text().await?;
+    let applied = sum_of(&text, "events_processed_total", "outcome=\"applied\"");
+    assert!(
+        (applied - 20.0).abs() < f64::EPSILON,
+        "applied = {applied}\n{text}"
+    );
+    assert!(text.contains("consumer_lag_messages{"), "{text}");
+    assert!(
+        text.contains("command_to_read_model_seconds_bucket{"),
+        "{text}"
+    );
+    drop(worker);
+    setup.drop().await
+}

@@ -1,14 +1,27 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the Prometheus scrape endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every metric of the process, for Prometheus to scrape.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(render) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], render()).into_response(),
+        None => ApiError::NotFound.into_response(),
+    }
+}
 
 /// The process is up and serving.
 pub(crate) async fn live() -> Json<Value> {

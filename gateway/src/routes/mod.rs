@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::HeaderName;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -23,6 +23,7 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::http_telemetry;
 use crate::idempotency::idempotent;
 use crate::request_context::REQUEST_ID;
 use crate::state::AppState;
@@ -86,6 +87,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/orders/{id}", delete(orders::cancel).get(orders::show))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         // The original platform answers 404 for any unknown method and path.
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -93,7 +95,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
+                .layer(TraceLayer::new_for_http().make_span_with(http_telemetry::make_span))
+                .layer(from_fn(http_telemetry::record_request))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )

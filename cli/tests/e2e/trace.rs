@@ -1,0 +1,135 @@
+//! One POST /api/orders is one trace: the HTTP request's span, a
+//! `relay.publish` span per event it wrote (children of the request span,
+//! whose context is stored with the events), and a `projection.apply` span
+//! per event (children of the publish span, whose context the Kafka message
+//! carries as `traceparent`). Exported over OTLP (gRPC) to an in-process
+//! collector.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
+
+use crate::helpers::start_system_with;
+
+/// Drains the collector as spans arrive (its channel is small, and a full
+/// one would stall the exporter), keeping every span received.
+fn collect(mut collector: FakeCollectorServer) -> Arc<Mutex<Vec<ExportedSpan>>> {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&spans);
+    drop(tokio::spawn(async move {
+        loop {
+            let batch = collector
+                .exported_spans(1, Duration::from_millis(100))
+                .await;
+            kept.lock().unwrap().extend(batch);
+        }
+    }));
+    spans
+}
+
+/// Waits (bounded) until `done` holds over the spans received so far.
+async fn spans_when(
+    spans: &Mutex<Vec<ExportedSpan>>,
+    done: impl Fn(&[ExportedSpan]) -> bool,
+) -> Vec<ExportedSpan> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let received = spans.lock().unwrap().clone();
+        if done(&received) || Instant::now() > deadline {
+            return received;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn in_trace<'a>(
+    spans: &'a [ExportedSpan],
+    trace_id: &'a str,
+    suffix: &'a str,
+) -> impl Iterator<Item = &'a ExportedSpan> {
+    spans
+        .iter()
+        .filter(move |s| s.trace_id == trace_id && s.name.ends_with(suffix))
+}
+
+/// Whether `span` has the string attribute `key` = `value` (the collector
+/// keeps attribute values in their debug form).
+fn has_attribute(span: &ExportedSpan, key: &str, value: &str) -> bool {
+    span.attributes
+        .get(key)
+        .is_some_and(|found| found.contains(&format!("StringValue({value:?})")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projection() {
+    let collector = FakeCollectorServer::start().await.unwrap();
+    let endpoint = collector.endpoint();
+    let spans = collect(collector);
+    let system = start_system_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await;
+    let (client, _) = system.signed_in_client().await;
+    let (ticket, _) = system.create_ticket(&client, "concert", 10.0).await;
+
+    let (order, _) = system
+        .place_order(&client, ticket["id"].as_str().unwrap())
+        .await;
+
+    let is_order_request = |s: &ExportedSpan| {
+        s.name == "POST /api/orders" && s.attributes.contains_key("http.response.status_code")
+    };
+    let spans = spans_when(&spans, |spans| {
+        spans
+            .iter()
+            .filter(|s| is_order_request(s))
+            .any(|request| in_trace(spans, &request.trace_id, " process").count() == 2)
+    })
+    .await;
+    let requests: Vec<&ExportedSpan> = spans.iter().filter(|s| is_order_request(s)).collect();
+    assert_eq!(requests.len(), 1, "one span for the one POST /api/orders");
+    let request = requests[0];
+    assert_eq!(request.parent_span_id, "", "the request starts the trace");
+    assert!(
+        has_attribute(request, "http.route", "/api/orders"),
+        "{request:?}"
+    );
+    let trace_id = request.trace_id.as_str();
+    let published: Vec<&ExportedSpan> = in_trace(&spans, trace_id, " publish").collect();
+    let projected: Vec<&ExportedSpan> = in_trace(&spans, trace_id, " process").collect();
+    assert_eq!(
+        published.len(),
+        2,
+        "TicketReserved and OrderPlaced are published in the request's trace"
+    );
+    for publish in &published {
+        assert_eq!(publish.parent_span_id, request.span_id, "{publish:?}");
+    }
+    assert_eq!(projected.len(), 2, "both events projected in the trace");
+    for projection in &projected {
+        assert!(
+            published
+                .iter()
+                .any(|p| p.span_id == projection.parent_span_id),
+            "a projection span is a child of a publish span: {projection:?}"
+        );
+        assert!(
+            has_attribute(projection, "outcome", "applied"),
+            "{projection:?}"
+        );
+    }
+    let order_topic_projection = projected
+        .iter()
+        .find(|p| p.name.contains(".orders."))
+        .expect("the order event's projection");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.parent_span_id == order_topic_projection.span_id),
+        "the read-model update runs inside the projection span"
+    );
+    assert_eq!(order["status"], "created");
+}

@@ -3,7 +3,10 @@
 //! whose context is stored with the events), and a `projection.apply` span
 //! per event (children of the publish span, whose context the Kafka message
 //! carries as `traceparent`). Exported over OTLP (gRPC) to an in-process
-//! collector.
+//! collector. The order's expiry, fired by the saga worker a second later,
+//! continues the same trace: a `saga.fire` span, child of the request span
+//! (whose context the timer stored), and the publish of its follow-up
+//! `OrderExpired` event as a child of that.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +73,7 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("ORDER_EXPIRATION_SECONDS", "1"),
     ])
     .await;
     let (client, _) = system.signed_in_client().await;
@@ -82,11 +86,21 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
     let is_order_request = |s: &ExportedSpan| {
         s.name == "POST /api/orders" && s.attributes.contains_key("http.response.status_code")
     };
-    let spans = spans_when(&spans, |spans| {
-        spans
+    let saga_follow_up = |spans: &[ExportedSpan], request: &ExportedSpan| {
+        let sagas: Vec<&ExportedSpan> = spans
             .iter()
-            .filter(|s| is_order_request(s))
-            .any(|request| in_trace(spans, &request.trace_id, " process").count() == 2)
+            .filter(|s| s.name == "saga.fire" && s.parent_span_id == request.span_id)
+            .collect();
+        let follow_ups = in_trace(spans, &request.trace_id, " publish")
+            .filter(|p| sagas.iter().any(|s| s.span_id == p.parent_span_id))
+            .count();
+        (sagas.len(), follow_ups)
+    };
+    let spans = spans_when(&spans, |spans| {
+        spans.iter().filter(|s| is_order_request(s)).any(|request| {
+            in_trace(spans, &request.trace_id, " process").count() >= 2
+                && saga_follow_up(spans, request).1 >= 1
+        })
     })
     .await;
     let requests: Vec<&ExportedSpan> = spans.iter().filter(|s| is_order_request(s)).collect();
@@ -98,16 +112,21 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
         "{request:?}"
     );
     let trace_id = request.trace_id.as_str();
-    let published: Vec<&ExportedSpan> = in_trace(&spans, trace_id, " publish").collect();
-    let projected: Vec<&ExportedSpan> = in_trace(&spans, trace_id, " process").collect();
+    let published: Vec<&ExportedSpan> = in_trace(&spans, trace_id, " publish")
+        .filter(|p| p.parent_span_id == request.span_id)
+        .collect();
+    let projected: Vec<&ExportedSpan> = in_trace(&spans, trace_id, " process")
+        .filter(|p| {
+            published
+                .iter()
+                .any(|publish| publish.span_id == p.parent_span_id)
+        })
+        .collect();
     assert_eq!(
         published.len(),
         2,
         "TicketReserved and OrderPlaced are published in the request's trace"
     );
-    for publish in &published {
-        assert_eq!(publish.parent_span_id, request.span_id, "{publish:?}");
-    }
     assert_eq!(projected.len(), 2, "both events projected in the trace");
     for projection in &projected {
         assert!(
@@ -132,4 +151,12 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
         "the read-model update runs inside the projection span"
     );
     assert_eq!(order["status"], "created");
+    // The expiry: the saga's span continues the request's trace, and the
+    // follow-up command's event is published as its child.
+    let (sagas, follow_ups) = saga_follow_up(&spans, request);
+    assert!(sagas >= 1, "the expiry timer fired in the request's trace");
+    assert!(
+        follow_ups >= 1,
+        "OrderExpired published as the saga span's child"
+    );
 }

@@ -111,7 +111,6 @@ pub(crate) fn configuration(
         "--timeout".to_owned(),
         TIMEOUT.as_secs().to_string(),
         "--no-telnet".to_owned(),
-        "--no-websocket".to_owned(),
         "--no-print-metrics".to_owned(),
         "--no-error-summary".to_owned(),
         "--quiet".to_owned(),

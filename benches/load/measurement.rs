@@ -28,7 +28,8 @@ pub(crate) struct Measurement {
 }
 
 impl Measurement {
-    /// Merges the requests of `metrics` whose name `include` accepts.
+    /// Merges the requests of `metrics` whose name `include` accepts (goose
+    /// keys each request by `"<METHOD> <name>"`).
     pub(crate) fn from_goose(
         metrics: &GooseMetrics,
         include: impl Fn(&str) -> bool,
@@ -36,7 +37,7 @@ impl Measurement {
         let parts: Vec<&GooseRequestMetricAggregate> = metrics
             .requests
             .iter()
-            .filter(|(name, _)| include(name))
+            .filter(|(key, _)| include(key.split_once(' ').map_or(key.as_str(), |(_, name)| name)))
             .map(|(_, aggregate)| aggregate)
             .collect();
         Self::merge(&parts, measured_window(metrics))
@@ -222,6 +223,23 @@ mod tests {
         assert_eq!(m.errors(), 1);
         assert_eq!(m.count_of(201), 2);
         assert!((m.requests_per_second() - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn requests_are_selected_by_their_name_without_the_method() {
+        let mut metrics = GooseMetrics::default();
+        let _ = metrics.requests.insert(
+            "POST journey: a".to_owned(),
+            aggregate(&[(1_000, 3)], &[(201, 3)]),
+        );
+        let _ = metrics.requests.insert(
+            "POST setup".to_owned(),
+            aggregate(&[(1_000, 2)], &[(201, 2)]),
+        );
+        let m = Measurement::from_goose(&metrics, |name| name == "journey: a").unwrap();
+        assert_eq!(m.requests, 3);
+        let all = Measurement::from_goose(&metrics, |_| true).unwrap();
+        assert_eq!(all.requests, 5);
     }
 
     #[test]

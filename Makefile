@@ -23,12 +23,12 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 export DATABASE_URL KAFKA_BROKERS PORT RUST_LOG
 
-.PHONY: help stack run test stop fmt lint status rules
+.PHONY: help stack run test stop fmt lint status rules bench bench-full
 
 help: ## list the targets
 	@echo "ticketing make targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
-		awk -F ':.*## ' '{ printf "  %-8s %s\n", $$1, $$2 }'
+		awk -F ':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 	@echo "variables: DATABASE_URL=$(DATABASE_URL) KAFKA_BROKERS=$(KAFKA_BROKERS) PORT=$(PORT) RUST_LOG=$(RUST_LOG)"
 	@echo "           TEST_DATABASE_URL=$(TEST_DATABASE_URL)"
 
@@ -58,7 +58,8 @@ rules: ## check the alert rules with promtool (installs Prometheus if missing)
 
 # The tests (and the stack they need) get TEST_DATABASE_URL as DATABASE_URL.
 test: DATABASE_URL = $(TEST_DATABASE_URL)
-test: stack lint rules ## start the stack, lint, check the alert rules, then run every test
+test: stack lint rules ## start the stack, lint, check the alert rules, validate deploy/, then run every test
+	bash deploy/validate.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "+ $(CARGO) nextest run --workspace --no-fail-fast"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
@@ -66,3 +67,27 @@ test: stack lint rules ## start the stack, lint, check the alert rules, then run
 		echo "+ $(CARGO) test --workspace --no-fail-fast (cargo-nextest not installed)"; \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+# Load benchmarks (benches/load): the original platform's scenarios against a
+# release `ticketing serve` on a fresh database, with a pgbench insert-only
+# reference; then the relay, projection and pipeline benches. The report also
+# lands in .run/loadtest/. LOAD_TARGET_URL=http://... loads a running system.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+LOAD_ADMIN_DATABASE_URL ?= $(TEST_DATABASE_URL)
+export LOAD_ADMIN_DATABASE_URL
+BENCHES := --bench relay_throughput --bench projection_throughput --bench command_to_read_model
+
+bench: DATABASE_URL = $(TEST_DATABASE_URL)
+bench: stack ## short load run (all scenarios, seconds each) + pgbench reference + pipeline benches
+	$(CARGO) build --release --bin ticketing
+	LOAD_PROFILE=short LOAD_SERVER_BIN=$(TARGET_DIR)/release/ticketing \
+		$(CARGO) run --release -p ticketing-bench --bin loadtest
+	BENCH_EVENTS=10000 BENCH_BATCHES=500 BENCH_SECONDS=5 BENCH_RATE=300 \
+		$(CARGO) bench -p ticketing-bench $(BENCHES)
+
+bench-full: DATABASE_URL = $(TEST_DATABASE_URL)
+bench-full: stack ## the original durations (about 20 minutes of load) + pgbench + pipeline benches
+	$(CARGO) build --release --bin ticketing
+	LOAD_PROFILE=full LOAD_PGBENCH_SECONDS=60 LOAD_SERVER_BIN=$(TARGET_DIR)/release/ticketing \
+		$(CARGO) run --release -p ticketing-bench --bin loadtest
+	$(CARGO) bench -p ticketing-bench $(BENCHES)

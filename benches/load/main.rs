@@ -1,0 +1,218 @@
+//! `loadtest`: the original platform's published load scenarios, run with
+//! goose against this backend, beside a pgbench insert-only reference, and
+//! printed as one table (also written to `LOAD_REPORT_DIR`).
+//!
+//! `make bench` runs the short profile, `make bench-full` the original
+//! durations. Settings (environment):
+//!
+//! - `LOAD_PROFILE`: `short` (default) or `full`;
+//! - `LOAD_TARGET_URL`: a running system to load; unset, the harness starts
+//!   `ticketing serve` (`LOAD_SERVER_BIN`, default
+//!   `$CARGO_TARGET_DIR/release/ticketing`) over a fresh database;
+//! - `LOAD_SCENARIOS`: a comma-separated subset (default: all, in order);
+//! - `LOAD_ADMIN_DATABASE_URL`: server for the fresh databases (default
+//!   `postgres://postgres@127.0.0.1:5432/postgres`);
+//! - `LOAD_PGBENCH_SECONDS` (default 10; 0 skips), `PGBENCH` (binary path);
+//! - `DATABASE_MAX_CONNECTIONS`: passed to the server, and pgbench's client
+//!   count (default 32, the server's default pool).
+
+mod attack;
+mod database;
+mod fixtures;
+mod measurement;
+mod pgbench;
+mod profile;
+mod report;
+mod system;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::profile::{Profile, Scenario};
+use crate::report::{Context, Report};
+use crate::system::{Launch, System};
+
+/// The server's default pool size (`DATABASE_MAX_CONNECTIONS`).
+const DEFAULT_POOL: u32 = 32;
+
+/// Orders the load user holds while list-orders and the soak run.
+const SEEDED_ORDERS: usize = 20;
+
+struct Settings {
+    profile: Profile,
+    target_url: Option<String>,
+    scenarios: Vec<Scenario>,
+    admin_url: String,
+    server_bin: PathBuf,
+    pgbench_seconds: u64,
+    pool_size: Option<u32>,
+    report_dir: PathBuf,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let scenarios = match var("LOAD_SCENARIOS") {
+            Some(list) => list
+                .split(',')
+                .map(|name| Scenario::from_name(name.trim()))
+                .collect::<anyhow::Result<_>>()?,
+            None => Scenario::ALL.to_vec(),
+        };
+        let target_dir = var("CARGO_TARGET_DIR").unwrap_or_else(|| "target".to_owned());
+        Ok(Self {
+            profile: var("LOAD_PROFILE").as_deref().unwrap_or("short").parse()?,
+            target_url: var("LOAD_TARGET_URL"),
+            scenarios,
+            admin_url: var("LOAD_ADMIN_DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            server_bin: var("LOAD_SERVER_BIN").map_or_else(
+                || PathBuf::from(target_dir).join("release/ticketing"),
+                PathBuf::from,
+            ),
+            pgbench_seconds: var("LOAD_PGBENCH_SECONDS")
+                .map(|s| s.parse())
+                .transpose()
+                .context("LOAD_PGBENCH_SECONDS")?
+                .unwrap_or(10),
+            pool_size: var("DATABASE_MAX_CONNECTIONS")
+                .map(|s| s.parse())
+                .transpose()
+                .context("DATABASE_MAX_CONNECTIONS")?,
+            report_dir: PathBuf::from(
+                var("LOAD_REPORT_DIR").unwrap_or_else(|| ".run/loadtest".to_owned()),
+            ),
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    std::fs::create_dir_all(&settings.report_dir)
+        .with_context(|| format!("creating {}", settings.report_dir.display()))?;
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    let system = match &settings.target_url {
+        Some(url) => System::attach(url),
+        None => {
+            eprintln!("loadtest: starting {} serve", settings.server_bin.display());
+            System::start(&Launch {
+                binary: &settings.server_bin,
+                admin_url: &settings.admin_url,
+                run_id: &run_id,
+                work_dir: &settings.report_dir,
+            })
+            .await?
+        }
+    };
+    let measured = run(&settings, &system, &run_id).await;
+    let stopped = system.stop().await;
+    let rendered = measured?;
+    stopped.context("stopping the server")?;
+    println!("{rendered}");
+    let file = settings
+        .report_dir
+        .join(format!("report-{}-{run_id}.md", settings.profile));
+    std::fs::write(&file, &rendered).with_context(|| format!("writing {}", file.display()))?;
+    eprintln!("loadtest: report written to {}", file.display());
+    Ok(())
+}
+
+async fn run(settings: &Settings, system: &System, run_id: &str) -> anyhow::Result<String> {
+    let base_url = &system.base_url;
+    let buyer = fixtures::sign_up(base_url, &format!("load-{run_id}@loadtest.example")).await?;
+    let seller = fixtures::sign_up(base_url, &format!("seller-{run_id}@loadtest.example")).await?;
+    fixtures::seed_orders(base_url, &seller, &buyer, SEEDED_ORDERS).await?;
+
+    let mut reference = Err("create-ticket was not run".to_owned());
+    let mut results = Vec::new();
+    for &scenario in &settings.scenarios {
+        if scenario == Scenario::CreateTicket {
+            reference = physical_limit(settings, run_id).await;
+        }
+        eprintln!(
+            "loadtest: {} ({} users, {} s) ...",
+            scenario.name(),
+            scenario.users(),
+            scenario.duration(settings.profile).as_secs()
+        );
+        let outcome = attack::run(scenario, settings.profile, base_url, &buyer, run_id).await?;
+        eprintln!(
+            "loadtest: {}: {:.1} req/s, p99 {}, errors: {}",
+            scenario.name(),
+            outcome.total.requests_per_second(),
+            measurement::format_latency(outcome.total.p99_us),
+            outcome.total.errors_by_status()
+        );
+        results.push((scenario, outcome));
+        // Let the server drain (connections closing, the relay and the
+        // projections catching up) before the next scenario starts.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let context = Context {
+        profile: settings.profile,
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine: machine(),
+        target: settings.target_url.clone().unwrap_or_else(|| {
+            format!("`ticketing serve` (release) at {base_url}, fresh database")
+        }),
+        pool_size: settings
+            .pool_size
+            .or(settings.target_url.is_none().then_some(DEFAULT_POOL)),
+    };
+    let reference = reference.as_ref().map_err(Clone::clone);
+    Ok(Report {
+        context: &context,
+        results: &results,
+        reference,
+    }
+    .render())
+}
+
+/// The pgbench reference at the create-ticket scenario's database
+/// concurrency, or why it was not measured.
+async fn physical_limit(settings: &Settings, run_id: &str) -> Result<pgbench::Reference, String> {
+    if settings.pgbench_seconds == 0 {
+        return Err("LOAD_PGBENCH_SECONDS=0".to_owned());
+    }
+    let Some(binary) = pgbench::find_binary() else {
+        return Err("no pgbench found (set PGBENCH)".to_owned());
+    };
+    let clients = settings.pool_size.unwrap_or(DEFAULT_POOL);
+    eprintln!(
+        "loadtest: pgbench insert-only reference ({clients} clients, {} s) ...",
+        settings.pgbench_seconds
+    );
+    pgbench::run(
+        &binary,
+        &settings.admin_url,
+        clients,
+        Duration::from_secs(settings.pgbench_seconds),
+        &settings.report_dir,
+        run_id,
+    )
+    .await
+    .map_err(|e| format!("pgbench failed: {e:#}"))
+}
+
+/// `N cores, M GiB` of this machine, from the OS.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "? GiB".to_owned(),
+            |kib| format!("{:.0} GiB", kib / 1_048_576.0),
+        );
+    format!("{cores} cores, {memory_gib} RAM")
+}

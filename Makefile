@@ -51,7 +51,8 @@ lint: ## check formatting and run clippy (warnings are errors)
 
 # The tests (and the stack they need) get TEST_DATABASE_URL as DATABASE_URL.
 test: DATABASE_URL = $(TEST_DATABASE_URL)
-test: stack lint ## start the stack, lint, then run every test of the workspace
+test: stack lint ## start the stack, lint, check the event schemas, then run every test
+	$(CARGO) run --quiet --bin ticketing -- schemas check
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "+ $(CARGO) nextest run --workspace --no-fail-fast"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \

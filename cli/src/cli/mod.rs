@@ -2,6 +2,7 @@ mod database;
 mod migrate;
 mod project;
 mod relay;
+mod schemas;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Relay(relay::Arg),
     /// Build the read models from the Kafka topics (workers share a group).
     Project(project::Arg),
+    /// Generate or check the committed JSON Schemas of every event.
+    Schemas(schemas::Arg),
 }
 
 impl Cli {
@@ -38,6 +41,7 @@ impl Cli {
             Command::Migrate(arg) => arg.main().await,
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,
+            Command::Schemas(arg) => arg.main().await,
         }
     }
 }

@@ -5,6 +5,7 @@ use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use sqlx::PgPool;
 use std::time::Duration;
+use ticketing_aggregates::upcasting::upcasters_for;
 
 use crate::CommandMetadata;
 
@@ -57,7 +58,10 @@ where
     pub fn new(pool: PgPool, services: A::Services) -> Self {
         let repository = PostgresEventRepository::new(pool);
         Self {
-            store: PersistedEventStore::new_event_store(repository),
+            // Events stored at an older version load through the aggregate's
+            // upcasters (ticketing_aggregates::upcasting).
+            store: PersistedEventStore::new_event_store(repository)
+                .with_upcasters(upcasters_for(A::TYPE)),
             services,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
         }

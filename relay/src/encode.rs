@@ -3,6 +3,7 @@
 //! when `ticketing-schemas` does.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,7 +61,7 @@ where
         event_type: event.event_type.clone(),
         source,
     };
-    let domain: E = serde_json::from_value(event.payload.clone()).map_err(decode_error)?;
+    let domain: E = serde_json::from_value(upcast_payload(event)).map_err(decode_error)?;
     let wire = domain.into_wire();
     let event_type = wire.event_type();
     let schema_version = wire.schema_version();
@@ -110,6 +111,21 @@ where
     })
 }
 
+/// The payload lifted to its event type's current version (a no-op for
+/// events stored at it), so old events publish in the current shape.
+fn upcast_payload(event: &StoredEvent) -> serde_json::Value {
+    let stored = SerializedEvent::new(
+        event.aggregate_id.clone(),
+        usize::try_from(event.sequence).unwrap_or_default(),
+        event.aggregate_type.clone(),
+        event.event_type.clone(),
+        event.event_version.clone(),
+        event.payload.clone(),
+        serde_json::Value::Null,
+    );
+    ticketing_aggregates::upcasting::upcast(stored).payload
+}
+
 /// A non-empty string of the event's metadata (written by
 /// `CommandMetadata`), if present.
 fn metadata(event: &StoredEvent, key: &str) -> Option<String> {
@@ -130,10 +146,12 @@ impl IntoWire for TicketEvent {
                 title,
                 price_cents,
                 user_id,
+                currency,
             } => TicketEventV1::TicketCreated(TicketCreatedV1 {
                 title,
                 price_cents,
                 user_id,
+                currency,
             }),
             TicketEvent::TicketUpdated { title, price_cents } => {
                 TicketEventV1::TicketUpdated(TicketUpdatedV1 { title, price_cents })

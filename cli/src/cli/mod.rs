@@ -2,6 +2,7 @@ mod database;
 mod migrate;
 mod project;
 mod relay;
+mod replay;
 mod schemas;
 mod serve;
 
@@ -32,6 +33,8 @@ enum Command {
     Project(project::Arg),
     /// Generate or check the committed JSON Schemas of every event.
     Schemas(schemas::Arg),
+    /// Rebuild read models, republish events, re-drive dead letters.
+    Replay(replay::Arg),
 }
 
 impl Cli {
@@ -42,6 +45,7 @@ impl Cli {
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,
             Command::Schemas(arg) => arg.main().await,
+            Command::Replay(arg) => arg.main().await,
         }
     }
 }

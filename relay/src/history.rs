@@ -53,12 +53,25 @@ const COLUMNS: &str =
 
 /// Only rows of transactions older than every one in flight, as the relay
 /// reads (see the crate docs), matching `filter` (`$3` types, `$4` id,
-/// `$5` first position).
-const SAFE_AFTER: &str = "(transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-     AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
-     AND ($4::text IS NULL OR aggregate_id = $4) \
-     AND global_position >= $5";
+/// `$5` first position). Only the predicates in use are written out: a
+/// generic `$3 IS NULL OR …` form leads the planner away from the
+/// `(transaction_id, global_position)` index into a sort of the whole table
+/// per batch.
+fn safe_after(filter: &HistoryFilter) -> String {
+    let mut sql = "(transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+         AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+        .to_owned();
+    if !filter.aggregate_types.is_empty() {
+        sql.push_str(" AND aggregate_type = ANY($3)");
+    }
+    if filter.aggregate_id.is_some() {
+        sql.push_str(" AND aggregate_id = $4");
+    }
+    if filter.from_position > 0 {
+        sql.push_str(" AND global_position >= $5");
+    }
+    sql
+}
 
 /// The next at most `limit` stored events after `after` that match
 /// `filter`, in publication order.
@@ -69,8 +82,9 @@ pub(crate) async fn fetch_stored(
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE {SAFE_AFTER} \
-         ORDER BY transaction_id, global_position LIMIT $6"
+        "SELECT {COLUMNS} FROM events WHERE {} \
+         ORDER BY transaction_id, global_position LIMIT $6",
+        safe_after(filter)
     );
     sqlx::query_as(&sql)
         .bind(after.transaction_id)
@@ -107,7 +121,7 @@ pub async fn count_history(
     after: Cursor,
     filter: &HistoryFilter,
 ) -> Result<u64, RelayError> {
-    let sql = format!("SELECT count(*) FROM events WHERE {SAFE_AFTER}");
+    let sql = format!("SELECT count(*) FROM events WHERE {}", safe_after(filter));
     let count: i64 = sqlx::query_scalar(&sql)
         .bind(after.transaction_id)
         .bind(after.global_position)

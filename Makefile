@@ -58,7 +58,8 @@ rules: ## check the alert rules with promtool (installs Prometheus if missing)
 
 # The tests (and the stack they need) get TEST_DATABASE_URL as DATABASE_URL.
 test: DATABASE_URL = $(TEST_DATABASE_URL)
-test: stack lint rules ## start the stack, lint, check the alert rules, validate deploy/, then run every test
+test: stack lint rules ## start the stack, lint, check the alert rules and the event schemas, validate deploy/, then run every test
+	$(CARGO) run --quiet --bin ticketing -- schemas check
 	bash deploy/validate.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "+ $(CARGO) nextest run --workspace --no-fail-fast"; \

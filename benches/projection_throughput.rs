@@ -39,6 +39,7 @@ fn event(n: usize, sequence: usize) -> TicketEventV1 {
             title: format!("Bench ticket {n}"),
             price_cents: 2_500,
             user_id: "bench".to_owned(),
+            currency: "usd".to_owned(),
         }),
         2 => TicketEventV1::TicketReserved(TicketReservedV1 {
             order_id: format!("order-{n}"),

@@ -25,6 +25,7 @@ pub mod order;
 pub mod payment;
 pub mod ticket;
 pub mod title;
+pub mod upcasting;
 
 pub use money::{Money, PriceError};
 pub use order::{Order, OrderCommand, OrderError, OrderEvent, OrderStatus, OrderTicket};

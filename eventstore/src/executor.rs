@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use ticketing_aggregates::upcasting::upcasters_for;
 
 use crate::CommandMetadata;
 
@@ -76,7 +77,10 @@ where
     pub fn new(pool: PgPool, services: A::Services) -> Self {
         let repository = PostgresEventRepository::new(pool.clone());
         Self {
-            store: PersistedEventStore::new_event_store(repository),
+            // Events stored at an older version load through the aggregate's
+            // upcasters (ticketing_aggregates::upcasting).
+            store: PersistedEventStore::new_event_store(repository)
+                .with_upcasters(upcasters_for(A::TYPE)),
             pool,
             services,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,

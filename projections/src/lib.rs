@@ -45,6 +45,8 @@ mod decode;
 mod error;
 mod lag;
 mod metrics;
+pub mod rebuild;
+pub mod redrive;
 mod step;
 mod views;
 mod worker;

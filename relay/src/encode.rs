@@ -3,6 +3,7 @@
 //! when `ticketing-schemas` does.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,31 +58,10 @@ fn encode_as<E>(event: &StoredEvent, topic: &str) -> Result<OutgoingMessage, Rel
 where
     E: DeserializeOwned + IntoWire,
 {
-    let decode_error = |source| RelayError::Convert {
-        event_id: event.event_id,
-        aggregate_type: event.aggregate_type.clone(),
-        event_type: event.event_type.clone(),
-        source,
-    };
-    let domain: E = serde_json::from_value(event.payload.clone()).map_err(decode_error)?;
-    let wire = domain.into_wire();
-    let event_type = wire.event_type();
-    let schema_version = wire.schema_version();
-    let envelope = Envelope {
-        event_id: event.event_id,
-        schema_version: schema_version.to_owned(),
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id.clone(),
-        // Both are positive in the store (CHECK and identity), so the
-        // conversions cannot fail on real rows.
-        sequence: u64::try_from(event.sequence).unwrap_or_default(),
-        global_position: u64::try_from(event.global_position).unwrap_or_default(),
-        timestamp: event.recorded_at,
-        correlation_id: metadata(event, "correlation_id"),
-        causation_id: metadata(event, "causation_id"),
-        event: wire,
-    };
-    let payload = serde_json::to_vec(&envelope).map_err(decode_error)?;
+    let envelope = envelope_as::<E>(event, upcast_payload(event))?;
+    let event_type = envelope.event.event_type();
+    let schema_version = envelope.event.schema_version();
+    let payload = serde_json::to_vec(&envelope).map_err(|source| convert_error(event, source))?;
     let headers = vec![
         (
             ticketing_schemas::headers::EVENT_TYPE,
@@ -111,6 +91,65 @@ where
     })
 }
 
+/// The typed envelope of `event`, whose (already upcast) payload is
+/// `payload`: what [`encode`] serialises, and what a rebuild applies without
+/// the round trip through bytes.
+pub(crate) fn envelope_as<E>(
+    event: &StoredEvent,
+    payload: serde_json::Value,
+) -> Result<Envelope<E::Wire>, RelayError>
+where
+    E: DeserializeOwned + IntoWire,
+{
+    let domain: E =
+        serde_json::from_value(payload).map_err(|source| convert_error(event, source))?;
+    let wire = domain.into_wire();
+    Ok(Envelope {
+        event_id: event.event_id,
+        schema_version: wire.schema_version().to_owned(),
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        // Both are positive in the store (CHECK and identity), so the
+        // conversions cannot fail on real rows.
+        sequence: u64::try_from(event.sequence).unwrap_or_default(),
+        global_position: u64::try_from(event.global_position).unwrap_or_default(),
+        timestamp: event.recorded_at,
+        correlation_id: metadata(event, "correlation_id"),
+        causation_id: metadata(event, "causation_id"),
+        event: wire,
+    })
+}
+
+fn convert_error(event: &StoredEvent, source: serde_json::Error) -> RelayError {
+    RelayError::Convert {
+        event_id: event.event_id,
+        aggregate_type: event.aggregate_type.clone(),
+        event_type: event.event_type.clone(),
+        source,
+    }
+}
+
+/// The payload lifted to its event type's current version (a no-op for
+/// events stored at it), so old events publish in the current shape.
+fn upcast_payload(event: &StoredEvent) -> serde_json::Value {
+    upcast_owned(event, event.payload.clone())
+}
+
+/// [`upcast_payload`] of a payload already taken out of `event`, so a bulk
+/// reader need not copy it.
+pub(crate) fn upcast_owned(event: &StoredEvent, payload: serde_json::Value) -> serde_json::Value {
+    let stored = SerializedEvent::new(
+        event.aggregate_id.clone(),
+        usize::try_from(event.sequence).unwrap_or_default(),
+        event.aggregate_type.clone(),
+        event.event_type.clone(),
+        event.event_version.clone(),
+        payload,
+        serde_json::Value::Null,
+    );
+    ticketing_aggregates::upcasting::upcast(stored).payload
+}
+
 /// A non-empty string of the event's metadata (written by
 /// `CommandMetadata`), if present.
 fn metadata(event: &StoredEvent, key: &str) -> Option<String> {
@@ -131,10 +170,12 @@ impl IntoWire for TicketEvent {
                 title,
                 price_cents,
                 user_id,
+                currency,
             } => TicketEventV1::TicketCreated(TicketCreatedV1 {
                 title,
                 price_cents,
                 user_id,
+                currency,
             }),
             TicketEvent::TicketUpdated { title, price_cents } => {
                 TicketEventV1::TicketUpdated(TicketUpdatedV1 { title, price_cents })

@@ -42,23 +42,29 @@
 //! one step and reports a [`PublishOutcome`]; [`Relay::run_until_stopped`]
 //! only decides how long to wait before the next step.
 
+mod checkpoint;
 mod config;
 mod encode;
 mod error;
+mod history;
 mod leader;
 mod metrics;
 mod outbox;
 mod publisher;
 mod replay;
+mod republish;
 mod wait;
 mod worker;
 
+pub use checkpoint::{clear_checkpoint, load_checkpoint, save_checkpoint, ReplayCheckpoint};
 pub use config::{RelayConfig, Topics};
 pub use error::RelayError;
+pub use history::{count_history, read_history, HistoryEvent, HistoryFilter, WireEnvelope};
 pub use leader::RELAY_LOCK_KEY;
 pub use metrics::{RelayMetrics, RelayMetricsSnapshot};
 pub use outbox::{Cursor, CURSOR_NAME, NOTIFY_CHANNEL};
 pub use publisher::{provision_topics, Publisher};
 pub use replay::load_envelopes;
+pub use republish::{topic_version, RepublishOutcome, RepublishPlan, RepublishStart, Republisher};
 pub use ticketing_schemas::topics;
 pub use worker::{try_publish_batch, PublishOutcome, Relay};

@@ -25,6 +25,8 @@ pub(crate) struct StoredEvent {
     pub(crate) aggregate_id: String,
     pub(crate) sequence: i64,
     pub(crate) event_type: String,
+    /// The version the payload was stored at; older ones are upcast first.
+    pub(crate) event_version: String,
     pub(crate) payload: serde_json::Value,
     pub(crate) metadata: serde_json::Value,
     pub(crate) global_position: i64,
@@ -98,7 +100,7 @@ pub(crate) async fn fetch_publishable(
     limit: u32,
 ) -> sqlx::Result<Vec<StoredEvent>> {
     sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, sequence, event_type, payload, metadata, \
+        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
                 global_position, event_id, recorded_at, \
                 transaction_id::text::bigint AS transaction_id \
          FROM events \

@@ -24,7 +24,7 @@ pub async fn load_envelopes(
     to_sequence: i64,
 ) -> Result<Vec<Vec<u8>>, RelayError> {
     let events: Vec<StoredEvent> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, sequence, event_type, payload, metadata, \
+        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
                 global_position, event_id, recorded_at, \
                 transaction_id::text::bigint AS transaction_id \
          FROM events \

@@ -9,8 +9,16 @@ pub trait WireEvent {
     const AGGREGATE_TYPE: &'static str;
     /// The `eventType`, e.g. `"TicketCreated"`.
     fn event_type(&self) -> &'static str;
-    /// The semver of this event type's payload schema.
-    fn schema_version(&self) -> &'static str;
+    /// The semver of this event's payload schema.
+    fn schema_version(&self) -> &'static str {
+        Self::version_of(self.event_type())
+    }
+    /// The current semver of `event_type`'s payload schema, without an
+    /// instance (schema generation needs it per variant). Every event type
+    /// starts at `1.0.0`; a compatible change bumps the minor version here.
+    fn version_of(_event_type: &str) -> &'static str {
+        "1.0.0"
+    }
 }
 
 /// One published event: identity, position, causality and payload.

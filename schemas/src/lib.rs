@@ -51,6 +51,7 @@
 mod envelope;
 mod order;
 mod payment;
+pub mod registry;
 mod ticket;
 
 pub use envelope::{Envelope, WireEvent};

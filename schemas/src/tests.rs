@@ -43,6 +43,7 @@ fn every_event_survives_a_json_round_trip() {
         title: "Concert".into(),
         price_cents: 1999,
         user_id: "u-1".into(),
+        currency: "usd".to_owned(),
     }));
     round_trips(TicketEventV1::TicketUpdated(TicketUpdatedV1::default()));
     round_trips(TicketEventV1::TicketReserved(TicketReservedV1 {

@@ -27,8 +27,12 @@ impl WireEvent for TicketEventV1 {
         }
     }
 
-    fn schema_version(&self) -> &'static str {
-        "1.0.0"
+    fn version_of(event_type: &str) -> &'static str {
+        match event_type {
+            // 1.1.0 added `currency`.
+            "TicketCreated" => "1.1.0",
+            _ => "1.0.0",
+        }
     }
 }
 
@@ -41,6 +45,14 @@ pub struct TicketCreatedV1 {
     pub price_cents: i64,
     /// The owner; it never changes, so later events do not repeat it.
     pub user_id: String,
+    /// ISO 4217, lowercase, of `priceCents` (since 1.1.0; absent means
+    /// `usd`, the only currency before).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    "usd".to_owned()
 }
 
 /// The owner changed title and price.

@@ -3,7 +3,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::{TicketCommand, TicketError, TicketEvent};
+use super::{TicketCommand, TicketError, TicketEvent, DEFAULT_CURRENCY};
 use crate::Money;
 
 /// A ticket for resale. The default value is a ticket that does not exist yet.
@@ -13,6 +13,9 @@ pub struct Ticket {
     title: String,
     price_cents: i64,
     user_id: String,
+    /// Empty until created; older snapshots lack it.
+    #[serde(default)]
+    currency: String,
     reservation: Option<Reservation>,
 }
 
@@ -38,6 +41,13 @@ impl Ticket {
     #[must_use]
     pub fn price(&self) -> Money {
         Money::from_recorded_cents(self.price_cents)
+    }
+
+    /// ISO 4217 code of the price, lowercase; empty if the ticket does not
+    /// exist.
+    #[must_use]
+    pub fn currency(&self) -> &str {
+        &self.currency
     }
 
     /// The owner; empty if the ticket does not exist.
@@ -92,6 +102,7 @@ impl Aggregate for Ticket {
                     title: String::from(title),
                     price_cents: price.cents(),
                     user_id,
+                    currency: DEFAULT_CURRENCY.to_owned(),
                 }
             }
             _ if !self.exists() => return Err(TicketError::NotFound),
@@ -142,10 +153,12 @@ impl Aggregate for Ticket {
                 title,
                 price_cents,
                 user_id,
+                currency,
             } => {
                 self.title = title;
                 self.price_cents = price_cents;
                 self.user_id = user_id;
+                self.currency = currency;
             }
             TicketEvent::TicketUpdated { title, price_cents } => {
                 self.title = title;

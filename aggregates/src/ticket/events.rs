@@ -3,12 +3,17 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 /// What happened to a [`Ticket`](crate::Ticket); the stored history.
+///
+/// Versions: `TicketCreated` 1.1 added `currency`; events stored at 1.0
+/// are lifted by [`upcasters`](super::upcasters) when loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TicketEvent {
     TicketCreated {
         title: String,
         price_cents: i64,
         user_id: String,
+        /// ISO 4217, lowercase (`usd`), of `price_cents`.
+        currency: String,
     },
     TicketUpdated {
         title: String,
@@ -37,6 +42,10 @@ impl DomainEvent for TicketEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            TicketEvent::TicketCreated { .. } => super::upcasters::TICKET_CREATED_VERSION,
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

@@ -6,8 +6,10 @@ mod error;
 mod events;
 #[cfg(test)]
 mod tests;
+mod upcasters;
 
 pub use aggregate::Ticket;
 pub use commands::TicketCommand;
 pub use error::TicketError;
 pub use events::TicketEvent;
+pub use upcasters::{upcasters, DEFAULT_CURRENCY};

@@ -1,8 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, TimeZone, Utc};
+use cqrs_es::persist::SerializedEvent;
 use cqrs_es::test::TestFramework;
 use cqrs_es::{Aggregate, DomainEvent};
+use serde_json::json;
 
 use super::{Ticket, TicketCommand, TicketError, TicketEvent};
 use crate::{Money, Title};
@@ -24,6 +26,7 @@ fn created() -> TicketEvent {
         title: "concert".to_owned(),
         price_cents: 2_000,
         user_id: OWNER.to_owned(),
+        currency: "usd".to_owned(),
     }
 }
 
@@ -264,7 +267,12 @@ fn events_are_named_and_versioned() {
     ];
     for (event, name) in cases {
         assert_eq!(event.event_type(), name);
-        assert_eq!(event.event_version(), "1.0");
+        let expected = if name == "TicketCreated" {
+            "1.1"
+        } else {
+            "1.0"
+        };
+        assert_eq!(event.event_version(), expected, "{name}");
     }
     assert_eq!(Ticket::TYPE, "Ticket");
 }
@@ -291,4 +299,54 @@ fn messages_match_the_api() {
     for (error, message) in cases {
         assert_eq!(error.to_string(), message);
     }
+}
+
+fn stored(event_type: &str, version: &str, payload: serde_json::Value) -> SerializedEvent {
+    SerializedEvent::new(
+        "ticket-1".to_owned(),
+        1,
+        Ticket::TYPE.to_owned(),
+        event_type.to_owned(),
+        version.to_owned(),
+        payload,
+        serde_json::Value::Null,
+    )
+}
+
+#[test]
+fn a_ticket_created_at_1_0_loads_with_the_default_currency() {
+    let old = stored(
+        "TicketCreated",
+        "1.0",
+        json!({"TicketCreated": {"title": "concert", "price_cents": 2000, "user_id": OWNER}}),
+    );
+    assert!(serde_json::from_value::<TicketEvent>(old.payload.clone()).is_err());
+
+    let lifted = crate::upcasting::upcast(old);
+
+    assert_eq!(lifted.event_version, "1.1.0");
+    let event: TicketEvent = serde_json::from_value(lifted.payload).unwrap();
+    assert_eq!(event, created());
+    assert_eq!(replay(vec![event]).currency(), "usd");
+}
+
+#[test]
+fn a_current_event_is_not_upcast() {
+    let mut payload = serde_json::to_value(created()).unwrap();
+    payload["TicketCreated"]["currency"] = json!("eur");
+    let current = stored("TicketCreated", "1.1", payload.clone());
+
+    let lifted = crate::upcasting::upcast(current);
+
+    assert_eq!(
+        (lifted.event_version.as_str(), lifted.payload),
+        ("1.1", payload)
+    );
+}
+
+#[test]
+fn other_ticket_events_at_1_0_are_left_alone() {
+    let payload = serde_json::to_value(released("order-1")).unwrap();
+    let lifted = crate::upcasting::upcast(stored("TicketReleased", "1.0", payload.clone()));
+    assert_eq!(lifted.payload, payload);
 }

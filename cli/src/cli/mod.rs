@@ -3,7 +3,9 @@ mod migrate;
 mod ops_server;
 mod project;
 mod relay;
+mod replay;
 mod saga;
+mod schemas;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,10 @@ enum Command {
     /// Fire due saga timers: order expiry, reservation repair, payment
     /// recovery (any number of workers share the timers).
     Saga(saga::Arg),
+    /// Generate or check the committed JSON Schemas of every event.
+    Schemas(schemas::Arg),
+    /// Rebuild read models, republish events, re-drive dead letters.
+    Replay(replay::Arg),
 }
 
 impl Cli {
@@ -45,6 +51,8 @@ impl Cli {
             Command::Relay(_) => "ticketing-relay",
             Command::Project(_) => "ticketing-projections",
             Command::Saga(_) => "ticketing-sagas",
+            Command::Schemas(_) => "ticketing-schemas",
+            Command::Replay(_) => "ticketing-replay",
         }
     }
 
@@ -55,6 +63,8 @@ impl Cli {
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,
             Command::Saga(arg) => arg.main().await,
+            Command::Schemas(arg) => arg.main().await,
+            Command::Replay(arg) => arg.main().await,
         }
     }
 }

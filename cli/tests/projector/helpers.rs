@@ -61,6 +61,7 @@ impl Setup {
                         title: format!("t{n}"),
                         price_cents: 100,
                         user_id: "u".to_owned(),
+                        currency: "usd".to_owned(),
                     })
                 } else {
                     TicketEventV1::TicketUpdated(TicketUpdatedV1 {

@@ -14,6 +14,7 @@ fn stored(aggregate_type: &str, payload: serde_json::Value) -> StoredEvent {
         aggregate_id: "agg-7".to_owned(),
         sequence: 2,
         event_type: "whatever".to_owned(),
+        event_version: "1.0".to_owned(),
         payload,
         metadata: json!({ "correlation_id": "corr", "causation_id": "", "user_id": "u" }),
         global_position: 11,
@@ -111,4 +112,22 @@ fn an_event_the_relay_does_not_know_stops_it_instead_of_being_skipped() {
         Err(RelayError::UnknownAggregateType { .. })
     ));
     assert!(matches!(unknown_event, Err(RelayError::Convert { .. })));
+}
+
+/// Stored before tickets had a currency: published in the current shape,
+/// through the same upcasters the aggregate loads with.
+#[test]
+fn a_ticket_created_at_event_version_1_0_publishes_as_1_1_0_with_usd() {
+    let mut event = stored(
+        "Ticket",
+        json!({"TicketCreated": {"title": "Old", "price_cents": 500, "user_id": "u"}}),
+    );
+    event.event_type = "TicketCreated".to_owned();
+
+    let message = encode(&event, &Topics::default()).unwrap();
+
+    let body = body(&message);
+    assert_eq!(body["schemaVersion"], "1.1.0");
+    assert_eq!(body["data"]["currency"], "usd");
+    assert_eq!(body["data"]["priceCents"], 500);
 }

@@ -107,7 +107,7 @@ async fn an_envelope_carries_identity_position_causality_and_trace_context() -> 
     assert_eq!(message.key, "ticket-1");
     assert_eq!(envelope["eventId"], event_id.to_string());
     assert_eq!(envelope["eventType"], "TicketCreated");
-    assert_eq!(envelope["schemaVersion"], "1.0.0");
+    assert_eq!(envelope["schemaVersion"], "1.1.0");
     assert_eq!(envelope["aggregateType"], "Ticket");
     assert_eq!(envelope["aggregateId"], "ticket-1");
     assert_eq!(envelope["sequence"], 1);
@@ -119,11 +119,11 @@ async fn an_envelope_carries_identity_position_causality_and_trace_context() -> 
     );
     assert_eq!(
         envelope["data"],
-        serde_json::json!({ "title": "Concert", "priceCents": 1999, "userId": "seller" })
+        serde_json::json!({ "title": "Concert", "priceCents": 1999, "userId": "seller", "currency": "usd" })
     );
     let header = |name: &str| message.headers.get(name).map(String::as_str);
     assert_eq!(header("event-type"), Some("TicketCreated"));
-    assert_eq!(header("schema-version"), Some("1.0.0"));
+    assert_eq!(header("schema-version"), Some("1.1.0"));
     assert_eq!(header("event-id"), Some(event_id.to_string().as_str()));
     assert_eq!(header("correlation-id"), Some("corr-1"));
     assert_eq!(header("traceparent"), metadata.traceparent.as_deref());

@@ -114,6 +114,7 @@ pub(crate) fn ticket(title: &str, price_cents: i64, user_id: &str) -> TicketEven
         title: title.to_owned(),
         price_cents,
         user_id: user_id.to_owned(),
+        currency: "usd".to_owned(),
     })
 }
 

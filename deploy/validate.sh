@@ -2,9 +2,10 @@
 # Validates deploy/ without a Docker engine or a cluster (none exist on the
 # development machines): syntax and schema of the Dockerfile (hadolint),
 # the compose file (the Compose Specification's JSON schema, through
-# check-jsonschema's vendored copy), the Kubernetes manifests (the bundled
-# Kubernetes OpenAPI schemas of kubernetes-validate, strict: unknown fields
-# fail) and YAML syntax (yamllint). Each validator is also run on a broken
+# check-jsonschema's vendored copy) and that its bind-mounted files exist,
+# the Kubernetes manifests (the bundled Kubernetes OpenAPI schemas of
+# kubernetes-validate, strict: unknown fields fail) and YAML syntax
+# (yamllint). Each validator is also run on a broken
 # fixture (deploy/validate-fixtures/) that it must reject, so a validator
 # that silently checks nothing fails this script.
 #
@@ -64,6 +65,28 @@ rejects "hadolint" "$bin/hadolint" "$fixtures/bad.Dockerfile"
 check "compose file (Compose Specification schema)" \
     "$bin/check-jsonschema" --builtin-schema vendor.compose-spec "$compose"
 rejects "compose schema" "$bin/check-jsonschema" --builtin-schema vendor.compose-spec "$fixtures/bad-compose.yml"
+
+# The host side of every relative bind mount must exist: the schema cannot
+# see a mount of a moved or misspelled file, which Docker would replace by
+# an empty directory.
+mounts_exist() {
+    "$bin/python" - "$1" <<'PY'
+import os, sys, yaml
+path = sys.argv[1]
+base = os.path.dirname(os.path.abspath(path))
+missing = []
+for name, service in (yaml.safe_load(open(path)).get("services") or {}).items():
+    for volume in service.get("volumes") or []:
+        source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
+        if source.startswith((".", "/", "~")) and not os.path.exists(os.path.join(base, os.path.expanduser(source))):
+            missing.append(f"{name}: {source}")
+for line in missing:
+    print(f"bind mount source does not exist: {line}")
+sys.exit(1 if missing else 0)
+PY
+}
+check "compose bind mounts exist" mounts_exist "$compose"
+rejects "compose bind mounts" mounts_exist "$fixtures/bad-compose-mount.yml"
 
 check "YAML syntax (yamllint)" "$bin/yamllint" --strict -d "{extends: relaxed, rules: {line-length: {max: 140}}}" \
     "$compose" deploy/compose/prometheus.yml deploy/compose/grafana "${manifests[@]}"

@@ -83,6 +83,13 @@ impl IntoResponse for ApiError {
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
+            ApiError::Unexpected(error) if is_overload(&error) => {
+                // Every database connection stayed busy for the pool's whole
+                // acquire timeout: the server is overloaded, not broken.
+                tracing::warn!(error.cause_chain = ?error, "request shed: database pool exhausted");
+                ApiError::Unavailable("The service is busy; retry shortly".to_owned())
+                    .into_response()
+            }
             ApiError::Unexpected(error) => {
                 tracing::error!(error.cause_chain = ?error, error.message = %error, "request failed");
                 error_response(
@@ -92,6 +99,16 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// Whether `error` comes from waiting too long for a database connection.
+fn is_overload(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        )
+    })
 }
 
 /// How a domain rejection surfaces over HTTP: "Not Found" and "Not

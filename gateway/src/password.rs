@@ -1,12 +1,24 @@
 //! Passwords are stored as argon2id PHC strings. Hashing is deliberately slow,
-//! so it runs on the blocking pool, never on the async workers.
+//! so it runs on the blocking pool, never on the async workers, and at most
+//! one hash per core runs at a time: hundreds of concurrent sign-ins would
+//! otherwise start hundreds of CPU-bound threads that starve the async
+//! workers (and their database connections) of CPU. The rest wait, in order,
+//! on a semaphore.
+
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use tokio::sync::Semaphore;
+
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+});
 
 pub(crate) async fn hash(password: String) -> anyhow::Result<String> {
+    let _permit = HASHING.acquire().await.context("password hashing closed")?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -22,6 +34,7 @@ pub(crate) async fn hash(password: String) -> anyhow::Result<String> {
 /// still spends the same time, so response times do not reveal which emails
 /// have accounts.
 pub(crate) async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    let _permit = HASHING.acquire().await.context("password hashing closed")?;
     tokio::task::spawn_blocking(move || {
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let parsed = PasswordHash::new(&stored)

@@ -56,7 +56,7 @@ impl Default for RelayConfig {
             partitions: 6,
             replication_factor: 1,
             batch_size: 500,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(10),
             message_timeout: Duration::from_secs(30),
             lock_retry_interval: Duration::from_secs(1),
         }

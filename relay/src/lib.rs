@@ -13,7 +13,8 @@
 //! after one that inserted 11 was already read and published. The relay
 //! therefore reads in `(transaction_id, global_position)` order and only rows
 //! whose transaction is older than every transaction still in flight
-//! (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`). Such rows are
+//! (`transaction_id` below the oldest transaction in flight in this database,
+//! see `outbox::publish_horizon`). Such rows are
 //! final: no transaction that could still commit has a smaller id, and any
 //! transaction that starts writing later gets a larger id, so nothing can
 //! appear behind the cursor. Per-aggregate order follows: the transaction
@@ -30,8 +31,10 @@
 //!
 //! # Waking up and leading
 //!
-//! An `AFTER INSERT` trigger NOTIFYs `ticketing_events` at commit; the relay
-//! LISTENs and also polls as a fallback. Exactly one relay publishes: the one
+//! The relay polls (every few milliseconds when idle, back to back while
+//! there is a backlog). Writers do not NOTIFY: a notifying transaction holds
+//! the notification lock through its commit and so serializes every writer's
+//! commit. It still LISTENs on `ticketing_events`, so a tool can wake it. Exactly one relay publishes: the one
 //! holding a session-level advisory lock on a dedicated connection, which is
 //! also the connection every relay query runs on, so a relay that lost its
 //! connection (and with it the lock) cannot advance the cursor. Standbys

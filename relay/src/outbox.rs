@@ -89,30 +89,63 @@ pub(crate) async fn save_cursor(
 /// The next events after `after` that are safe to publish, in publication
 /// order.
 ///
-/// Only rows of transactions older than the oldest one in flight are read:
-/// those can no longer be joined by a row sorting before them (see the crate
-/// docs), whereas a younger committed row could still be overtaken by an
-/// older transaction committing late.
-#[tracing::instrument(level = "debug", skip(conn))]
+/// Only rows of transactions older than the oldest one still in flight *in
+/// this database* are read (see [`publish_horizon`]): those can no longer be
+/// joined by a row sorting before them (see the crate docs), whereas a
+/// younger committed row could still be overtaken by an older transaction
+/// committing late.
+#[tracing::instrument(skip(conn))]
 pub(crate) async fn fetch_publishable(
     conn: &mut PgConnection,
     after: Cursor,
     limit: u32,
 ) -> sqlx::Result<Vec<StoredEvent>> {
+    let horizon = publish_horizon(conn).await?;
+    // A separate statement, so its snapshot is taken after the horizon was
+    // computed: every transaction below the horizon has ended by then.
     sqlx::query_as(
         "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
                 global_position, event_id, recorded_at, \
                 transaction_id::text::bigint AS transaction_id \
          FROM events \
          WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < $4::bigint::text::xid8 \
          ORDER BY transaction_id, global_position \
          LIMIT $3",
     )
     .bind(after.transaction_id)
     .bind(after.global_position)
     .bind(i64::from(limit))
+    .bind(horizon)
     .fetch_all(conn)
+    .await
+}
+
+/// The id below which every transaction that could write to this
+/// database's `events` has ended: the oldest transaction in flight among
+/// this database's backends, or the snapshot's `xmax` if none is.
+///
+/// `pg_snapshot_xmin` alone would be server-wide: a long transaction in any
+/// other database of the cluster (a report, a migration, another tenant)
+/// would hold back publication here. Two steps keep it safe: the snapshot
+/// first, then which of its in-flight transactions belong to this database.
+/// A transaction that ends in between is left out of the horizon, but it has
+/// ended before [`fetch_publishable`] takes its own snapshot, so its rows are
+/// visible there. (Prepared two-phase transactions are not backends; the
+/// event store does not use them.)
+pub(crate) async fn publish_horizon(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "SELECT coalesce( \
+             (SELECT min(x) FROM pg_snapshot_xip($1::pg_snapshot) AS x \
+              WHERE x::xid IN (SELECT backend_xid FROM pg_stat_activity \
+                               WHERE datname = current_database() AND backend_xid IS NOT NULL)), \
+             pg_snapshot_xmax($1::pg_snapshot))::text::bigint",
+    )
+    .bind(snapshot)
+    .fetch_one(conn)
     .await
 }
 

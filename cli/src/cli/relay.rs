@@ -45,8 +45,10 @@ pub(crate) struct RelayArgs {
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
     relay_batch_size: u32,
 
-    /// Fallback poll period in milliseconds (commits also wake the relay).
-    #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 500)]
+    /// Poll period in milliseconds when the relay is idle (it does not
+    /// wait while there is a backlog). Writers send no NOTIFY: that would
+    /// serialize their commits.
+    #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 10)]
     relay_poll_interval_ms: u64,
 
     /// How long the producer retries a message before the batch is re-sent.

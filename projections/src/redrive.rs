@@ -3,11 +3,11 @@
 //! once the cause is fixed.
 //!
 //! A re-drive sends each dead letter unchanged (key, payload, original
-//! headers; the `dlq-*` ones dropped) to its origin topic, waits for the
-//! broker's acknowledgement, and commits its offset in the consumer group
-//! `<group>`, so a re-drive stopped midway resumes after what it sent, and
-//! what was re-driven once is not re-driven again. Re-sending is safe
-//! anyway: projections deduplicate on their checkpoints.
+//! headers; the `dlq-*` ones dropped) to its origin topic and partition,
+//! waits for the broker's acknowledgement, and commits its offset in the
+//! consumer group `<group>`, so a re-drive stopped midway resumes after
+//! what it sent, and what was re-driven once is not re-driven again.
+//! Re-sending is safe anyway: projections deduplicate on their checkpoints.
 
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ pub struct DeadLetter {
     pub origin: Option<String>,
     /// The topic a re-drive sends it to.
     pub redrive_topic: String,
+    /// The partition it came from, where a re-drive puts it back: the
+    /// same as its key's earlier events whatever partitioner wrote them.
+    pub redrive_partition: Option<i32>,
 }
 
 /// Dead letters of one DLQ topic, read from a consumer group's committed
@@ -201,6 +204,9 @@ impl DeadLetterQueue {
             let letter = self.describe(&message);
             let mut record = FutureRecord::<[u8], [u8]>::to(&letter.redrive_topic)
                 .headers(original_headers(&message));
+            if let Some(partition) = letter.redrive_partition {
+                record = record.partition(partition);
+            }
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
@@ -243,6 +249,10 @@ impl DeadLetterQueue {
             })
         };
         let origin_topic = header(HEADER_ORIGIN_TOPIC);
+        let redrive_partition = origin_topic
+            .as_ref()
+            .and(header(HEADER_ORIGIN_PARTITION))
+            .and_then(|p| p.parse().ok());
         let origin = origin_topic.as_ref().map(|topic| {
             format!(
                 "{topic}/{}@{}",
@@ -267,6 +277,7 @@ impl DeadLetterQueue {
             error: header(HEADER_ERROR),
             origin,
             redrive_topic,
+            redrive_partition,
         }
     }
 }

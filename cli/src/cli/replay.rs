@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ticketing_projections::rebuild::{RebuildOutcome, RebuildPlan, Rebuilder};
-use ticketing_projections::redrive::{DeadLetterQueue, RedriveOutcome};
+use ticketing_projections::redrive::{DeadLetterQueue, RedriveError, RedriveOutcome};
 use ticketing_projections::{AggregateKind, ProjectionConfig};
 use ticketing_relay::{
     topic_version, HistoryFilter, RepublishOutcome, RepublishPlan, Republisher, Topics,
@@ -296,10 +296,15 @@ impl Arg {
         };
         for topic in topics {
             let queue = DeadLetterQueue::new(&relay.brokers, &topic, &arg.group_id);
-            let letters = queue
-                .list()
-                .await
-                .with_context(|| format!("Failed to read {topic}"))?;
+            let letters = match queue.list().await {
+                // A DLQ topic is created when a projector starts: none yet
+                // means nothing was parked there. A named one must exist.
+                Err(RedriveError::NoSuchTopic(_)) if arg.topic.is_none() => {
+                    println!("{topic}: no such topic, 0 dead letter(s)");
+                    continue;
+                }
+                letters => letters.with_context(|| format!("Failed to read {topic}"))?,
+            };
             let redrive = matches!(command, DlqCommand::Redrive(_)) && !self.dry_run;
             if !redrive {
                 println!("{topic}: {} dead letter(s)", letters.len());

@@ -32,7 +32,7 @@ pub async fn fire(
                 .orders
                 .load(order_id)
                 .await
-                .map_err(SagaError::order)?
+                .map_err(SagaError::Order)?
                 .expires_at()
                 .unwrap_or(now);
             return Ok(TaskOutcome::Deferred(deadline));
@@ -41,7 +41,7 @@ pub async fn fire(
             tracing::warn!(order_id, "expiry timer of an unknown order");
             return Ok(TaskOutcome::Done);
         }
-        Err(other) => return Err(SagaError::order(other)),
+        Err(other) => return Err(SagaError::Order(other)),
     };
     // The release timer written with OrderExpired would do this too; doing
     // it now frees the ticket without waiting for the next poll.
@@ -77,6 +77,6 @@ pub async fn release(
             tracing::warn!(ticket_id, order_id, %rejection, "nothing to release");
             Ok(())
         }
-        Err(other) => Err(SagaError::ticket(other)),
+        Err(other) => Err(SagaError::Ticket(other)),
     }
 }

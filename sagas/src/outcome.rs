@@ -28,17 +28,3 @@ pub enum SagaError {
     #[error("the order's price cannot be charged")]
     Amount(#[from] ticketing_aggregates::PriceError),
 }
-
-impl SagaError {
-    pub(crate) fn order(error: CommandError<OrderError>) -> Self {
-        Self::Order(error)
-    }
-
-    pub(crate) fn ticket(error: CommandError<TicketError>) -> Self {
-        Self::Ticket(error)
-    }
-
-    pub(crate) fn payment(error: CommandError<PaymentError>) -> Self {
-        Self::Payment(error)
-    }
-}

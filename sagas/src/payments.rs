@@ -53,6 +53,14 @@ impl From<SagaError> for PayError {
     }
 }
 
+/// A payment that completed its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paid {
+    pub payment_id: String,
+    /// The completed order's version, for the caller's consistency token.
+    pub order_version: u64,
+}
+
 /// A payment asked for by a buyer.
 #[derive(Debug, Clone)]
 pub struct PayRequest {
@@ -133,13 +141,13 @@ impl PaymentService {
         }
     }
 
-    /// Pays for the order; returns the payment id once the order is complete.
+    /// Pays for the order; answers once the order is complete.
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id, payment_id = %request.payment_id))]
     pub async fn pay(
         &self,
         request: &PayRequest,
         metadata: &CommandMetadata,
-    ) -> Result<String, PayError> {
+    ) -> Result<Paid, PayError> {
         let order = self
             .commands
             .orders
@@ -192,9 +200,12 @@ impl PaymentService {
             .settle(&request.payment_id, &request.order_id, &outcome, first_call, metadata)
             .await?
         {
-            Settled::Completed => {
+            Settled::Completed { order_version } => {
                 self.forget_recovery(&request.payment_id).await;
-                Ok(request.payment_id.clone())
+                Ok(Paid {
+                    payment_id: request.payment_id.clone(),
+                    order_version,
+                })
             }
             Settled::Failed => {
                 self.forget_recovery(&request.payment_id).await;
@@ -239,7 +250,7 @@ impl PaymentService {
         {
             Ok(_) => Ok(true),
             Err(CommandError::Rejected(PaymentError::AlreadyExists)) => Ok(false),
-            Err(other) => Err(SagaError::payment(other)),
+            Err(other) => Err(SagaError::Payment(other)),
         }
     }
 
@@ -262,7 +273,8 @@ impl PaymentService {
                     metadata,
                 )
                 .await?;
-                self.commands
+                let completed = self
+                    .commands
                     .orders
                     .execute(
                         order_id,
@@ -272,9 +284,11 @@ impl PaymentService {
                         metadata,
                     )
                     .await
-                    .map_err(SagaError::order)?;
+                    .map_err(SagaError::Order)?;
                 tracing::info!(payment_id, order_id, charge = %charge.id, "payment succeeded");
-                Ok(Settled::Completed)
+                Ok(Settled::Completed {
+                    order_version: completed.aggregate.version(),
+                })
             }
             Err(ChargeError::Unavailable { maybe_charged, .. })
                 if *maybe_charged || !first_call =>
@@ -300,7 +314,7 @@ impl PaymentService {
                         metadata,
                     )
                     .await
-                    .map_err(SagaError::order)?;
+                    .map_err(SagaError::Order)?;
                 tracing::info!(payment_id, order_id, %error, "payment failed");
                 Ok(Settled::Failed)
             }
@@ -323,20 +337,15 @@ impl PaymentService {
             // Settled before with the same outcome (a recovery racing the
             // request): nothing left to do.
             Err(CommandError::Rejected(PaymentError::AlreadySettled)) => Ok(()),
-            Err(other) => Err(SagaError::payment(other)),
+            Err(other) => Err(SagaError::Payment(other)),
         }
     }
 
     async fn forget_recovery(&self, payment_id: &str) {
-        let task = TimerTask::PaymentRecovery {
-            payment_id: payment_id.to_owned(),
-            order_id: String::new(),
-            token: String::new(),
-            idempotency_key: String::new(),
-            amount_cents: 0,
-        };
         // Harmless if it stays: recovery finds the payment settled.
-        if let Err(error) = timers::cancel(&self.pool, &task).await {
+        if let Err(error) =
+            timers::cancel(&self.pool, &timers::payment_recovery_id(payment_id)).await
+        {
             tracing::warn!(payment_id, %error, "could not remove a payment's recovery timer");
         }
     }
@@ -357,7 +366,7 @@ impl PaymentService {
             .payments
             .load(payment_id)
             .await
-            .map_err(SagaError::payment)?;
+            .map_err(SagaError::Payment)?;
         if payment.exists() && payment.status() != PaymentStatus::Pending {
             return Ok(TaskOutcome::Done);
         }
@@ -366,7 +375,7 @@ impl PaymentService {
             .orders
             .load(order_id)
             .await
-            .map_err(SagaError::order)?;
+            .map_err(SagaError::Order)?;
         if !payment.exists() {
             let _ = self
                 .request_payment(payment_id, order_id, &order, metadata)
@@ -385,7 +394,7 @@ impl PaymentService {
             .settle(payment_id, order_id, &outcome, false, metadata)
             .await?
         {
-            Settled::Completed | Settled::Failed => Ok(TaskOutcome::Done),
+            Settled::Completed { .. } | Settled::Failed => Ok(TaskOutcome::Done),
             Settled::Unknown => Ok(TaskOutcome::Deferred(Utc::now() + self.recovery_after)),
         }
     }
@@ -393,7 +402,7 @@ impl PaymentService {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settled {
-    Completed,
+    Completed { order_version: u64 },
     Failed,
     Unknown,
 }

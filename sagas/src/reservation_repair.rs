@@ -21,7 +21,7 @@ pub async fn check(
         .orders
         .load(order_id)
         .await
-        .map_err(SagaError::order)?;
+        .map_err(SagaError::Order)?;
     let ended = !order.exists() || order.status() == OrderStatus::Cancelled;
     if ended {
         tracing::info!(

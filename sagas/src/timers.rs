@@ -40,9 +40,7 @@ impl TimerTask {
                 ticket_id,
                 order_id,
             } => format!("reservation-check:{ticket_id}:{order_id}"),
-            TimerTask::PaymentRecovery { payment_id, .. } => {
-                format!("payment-recovery:{payment_id}")
-            }
+            TimerTask::PaymentRecovery { payment_id, .. } => payment_recovery_id(payment_id),
         }
     }
 
@@ -56,6 +54,12 @@ impl TimerTask {
             TimerTask::PaymentRecovery { .. } => "payment-recovery",
         }
     }
+}
+
+/// The id of a payment's recovery timer.
+#[must_use]
+pub fn payment_recovery_id(payment_id: &str) -> String {
+    format!("payment-recovery:{payment_id}")
 }
 
 /// A timer to write: the task, when, and the trace it belongs to.
@@ -176,11 +180,11 @@ pub async fn defer(
     Ok(result.rows_affected() == 1)
 }
 
-/// Removes a timer whatever its claim (its work was done another way, e.g.
-/// the payment it would recover settled in the request).
-pub async fn cancel(pool: &PgPool, task: &TimerTask) -> sqlx::Result<()> {
+/// Removes the timer `id` whatever its claim (its work was done another
+/// way, e.g. the payment it would recover settled in the request).
+pub async fn cancel(pool: &PgPool, id: &str) -> sqlx::Result<()> {
     let _ = sqlx::query("DELETE FROM saga_timers WHERE id = $1")
-        .bind(task.id())
+        .bind(id)
         .execute(pool)
         .await?;
     Ok(())

@@ -51,11 +51,9 @@ pub(crate) async fn create(
     };
     let metadata = context.metadata(&user.id);
     let paid = state.payments.pay(&request, &metadata).await?;
-    // The order's complete state is two events on: payment started, completed.
-    let order = state.commands.orders.load(&request.order_id).await?;
-    let token = ConsistencyToken::default().order(&request.order_id, order.version());
+    let token = ConsistencyToken::default().order(&request.order_id, paid.order_version);
     Ok(with_token(
         &token,
-        (StatusCode::CREATED, Json(json!({ "id": paid }))),
+        (StatusCode::CREATED, Json(json!({ "id": paid.payment_id }))),
     ))
 }

@@ -39,8 +39,15 @@ async fn a_successful_charge_completes_the_order() {
         .await
         .unwrap();
 
-    assert_eq!(status(&fixture, &order).await, OrderStatus::Complete);
-    let recorded = fixture.commands.payments.load(&payment).await.unwrap();
+    let completed = fixture.commands.orders.load(&order).await.unwrap();
+    assert_eq!(completed.status(), OrderStatus::Complete);
+    assert_eq!(payment.order_version, completed.version());
+    let recorded = fixture
+        .commands
+        .payments
+        .load(&payment.payment_id)
+        .await
+        .unwrap();
     assert_eq!(recorded.status(), PaymentStatus::Succeeded);
     assert_eq!(recorded.order_id(), order);
     let charges = fixture.stripe.charges();

@@ -10,14 +10,16 @@
 //! resumes after its last batch.
 //!
 //! The live read models keep serving, and the live projector keeps
-//! applying, throughout. At the end one transaction locks the live tables
-//! against writes (`EXCLUSIVE`: reads go on), catches the shadow up to the
-//! events committed meanwhile, and swaps the tables. Whatever the live
+//! applying, throughout. At the end one short transaction takes every live
+//! table at once (`ACCESS EXCLUSIVE NOWAIT`, retried until no reader or
+//! writer holds one, so it never waits while holding a lock and cannot
+//! deadlock), catches the shadow up to the events committed meanwhile, and
+//! swaps the tables. Whatever the live
 //! projector applied before the lock came from events the relay had
 //! published, which the catch-up reads too (the relay's order is safe for
 //! exactly this reason); what it applies after the swap finds the new
 //! tables' checkpoints and is a duplicate or the next event. Readers wait
-//! only for the swap's `DROP`/`SET SCHEMA`, a few milliseconds.
+//! only for that last transaction, a few milliseconds.
 
 mod fold;
 mod shadow;
@@ -49,11 +51,21 @@ pub const REBUILD_CHECKPOINT: &str = "rebuild";
 /// end before giving up (and leaving the shadow to resume from).
 const SWAP_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Pause between attempts to take the live tables for the swap.
+const SWAP_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// SQLSTATE of a `NOWAIT` lock that was not granted.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// Why a rebuild failed; it can be run again and resumes.
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
     #[error("another rebuild is running on this database")]
     AlreadyRunning,
+    #[error(
+        "the live read models stayed in use for {0:?}; the rebuild is saved, run it again to swap"
+    )]
+    SwapContended(Duration),
     #[error("read-model query failed")]
     Database(#[from] sqlx::Error),
     #[error("cannot read the event store")]
@@ -235,26 +247,53 @@ impl Rebuilder {
         }
         shadow.add_indexes(conn).await?;
         let before = checkpoint.done;
-        let mut tx = conn.begin().await?;
-        let _ = sqlx::query(&format!(
-            "SET LOCAL lock_timeout = '{}ms'",
-            SWAP_LOCK_TIMEOUT.as_millis()
-        ))
-        .execute(&mut *tx)
-        .await?;
-        let live = self.plan.tables().join(", ");
-        let _ = sqlx::query(&format!("LOCK TABLE {live} IN EXCLUSIVE MODE"))
-            .execute(&mut *tx)
-            .await?;
-        while self.fold_batch(&mut tx, &shadow, &mut checkpoint).await? > 0 {}
-        shadow.swap(&mut tx).await?;
-        clear_checkpoint(&mut tx, REBUILD_CHECKPOINT).await?;
-        tx.commit().await?;
+        let deadline = tokio::time::Instant::now() + SWAP_LOCK_TIMEOUT;
+        while !self.try_swap(conn, &shadow, &mut checkpoint).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RebuildError::SwapContended(SWAP_LOCK_TIMEOUT));
+            }
+            tokio::time::sleep(SWAP_RETRY_PAUSE).await;
+        }
         progress(checkpoint.done);
         Ok(RebuildOutcome::Finished {
             events: checkpoint.done,
             caught_up: checkpoint.done - before,
         })
+    }
+
+    /// Locks every live table at once (`ACCESS EXCLUSIVE NOWAIT`), catches
+    /// the shadow up and swaps it in; `false`, with nothing changed, when a
+    /// table was in use. Never waiting for a lock while holding one means the
+    /// swap can never be part of a deadlock with readers or the projector
+    /// (which lock the views in their own order); it retries instead.
+    async fn try_swap(
+        &self,
+        conn: &mut PgConnection,
+        shadow: &Shadow,
+        checkpoint: &mut ReplayCheckpoint,
+    ) -> Result<bool, RebuildError> {
+        let mut tx = conn.begin().await?;
+        let live = self.plan.tables().join(", ");
+        let locked = sqlx::query(&format!(
+            "LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE NOWAIT"
+        ))
+        .execute(&mut *tx)
+        .await;
+        match locked {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            Err(other) => return Err(other.into()),
+        }
+        let mut caught_up = checkpoint.clone();
+        while self.fold_batch(&mut tx, shadow, &mut caught_up).await? > 0 {}
+        shadow.swap(&mut tx).await?;
+        clear_checkpoint(&mut tx, REBUILD_CHECKPOINT).await?;
+        tx.commit().await?;
+        *checkpoint = caught_up;
+        Ok(true)
     }
 
     /// The saved checkpoint of this plan, if its shadow tables survived.

@@ -76,7 +76,7 @@ test: stack lint rules ## start the stack, lint, check the alert rules and the e
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 LOAD_ADMIN_DATABASE_URL ?= $(TEST_DATABASE_URL)
 export LOAD_ADMIN_DATABASE_URL
-BENCHES := --bench relay_throughput --bench projection_throughput --bench command_to_read_model
+BENCHES := --bench relay_throughput --bench projection_throughput --bench command_to_read_model --bench replay_rebuild
 
 bench: DATABASE_URL = $(TEST_DATABASE_URL)
 bench: stack ## short load run (all scenarios, seconds each) + pgbench reference + pipeline benches

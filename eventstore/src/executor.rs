@@ -1,16 +1,15 @@
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{
-    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
-};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ticketing_aggregates::upcasting::upcasters_for;
 
+use crate::group_commit::{self, Committer, EventRows, GroupCommit, Refused, WritersGone};
 use crate::CommandMetadata;
 
 /// Rows written in the same transaction as a command's events, so that they
@@ -62,6 +61,9 @@ pub struct CommandExecutor<A: Aggregate> {
     services: A::Services,
     max_attempts: u32,
     effects: Vec<Arc<dyn CommitEffect<A>>>,
+    group_commit: Option<GroupCommit>,
+    /// Started on the first commit, inside the runtime that serves it.
+    committer: OnceLock<Committer<A>>,
 }
 
 impl<A> CommandExecutor<A>
@@ -85,6 +87,8 @@ where
             services,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             effects: Vec::new(),
+            group_commit: Some(GroupCommit::default()),
+            committer: OnceLock::new(),
         }
     }
 
@@ -92,6 +96,17 @@ where
     #[must_use]
     pub fn with_effect(mut self, effect: Arc<dyn CommitEffect<A>>) -> Self {
         self.effects.push(effect);
+        // Writers started earlier know only the earlier effects.
+        self.committer = OnceLock::new();
+        self
+    }
+
+    /// Commits concurrent commands together (`Some`, the default) or each
+    /// in its own transaction (`None`). See [`GroupCommit`].
+    #[must_use]
+    pub fn with_group_commit(mut self, group_commit: Option<GroupCommit>) -> Self {
+        self.group_commit = group_commit;
+        self.committer = OnceLock::new();
         self
     }
 
@@ -150,6 +165,43 @@ where
         })
     }
 
+    /// Executes `command` on an aggregate expected not to exist yet, such as
+    /// one under a freshly generated id: decided against the empty state
+    /// without reading the store. If the aggregate does exist after all (a
+    /// retried request reusing its id), its first sequence number is taken,
+    /// and the command runs again as [`CommandExecutor::execute`] against the
+    /// real state.
+    #[tracing::instrument(skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %aggregate_id))]
+    pub async fn execute_new(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let mut aggregate = A::default();
+        let sink = EventSink::default();
+        match aggregate
+            .handle(command.clone(), &self.services, &sink)
+            .await
+        {
+            Ok(()) => {}
+            // The empty state refused it; the real one may differ.
+            Err(_) => return self.execute(aggregate_id, command, metadata).await,
+        }
+        let new_events = sink.collect().await;
+        if new_events.is_empty() {
+            return self.execute(aggregate_id, command, metadata).await;
+        }
+        let events = wrap(aggregate_id, 0, new_events, &metadata.to_map());
+        match self.commit(&events, None).await {
+            Ok(()) => Ok(Executed { aggregate, events }),
+            Err(AggregateError::AggregateConflict) => {
+                self.execute(aggregate_id, command, metadata).await
+            }
+            Err(other) => Err(store_error::<A>(aggregate_id, other)),
+        }
+    }
+
     /// Loads the current state without changing anything.
     pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
         let mut context = self
@@ -190,33 +242,43 @@ where
 
     /// Inserts the events (the primary key on `(aggregate_type,
     /// aggregate_id, sequence)` is the optimistic lock) and every effect's
-    /// rows in one transaction.
+    /// rows in one transaction: shared with concurrent commands (group
+    /// commit) unless the command brings an `extra` effect of its own.
     async fn commit(
         &self,
         events: &[EventEnvelope<A>],
         extra: Option<&dyn CommitEffect<A>>,
     ) -> Result<(), AggregateError<A::Error>> {
+        let rows =
+            EventRows::encode(events).map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+        if let (None, Some(config)) = (extra, self.group_commit) {
+            let committer = self.committer.get_or_init(|| {
+                Committer::start(self.pool.clone(), self.effects.clone().into(), config)
+            });
+            match committer.commit(rows.clone(), events.to_vec()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(Refused::Conflict)) => return Err(AggregateError::AggregateConflict),
+                Ok(Err(Refused::Database(error))) => {
+                    return Err(AggregateError::DatabaseConnectionError(Box::new(
+                        SharedError(error),
+                    )))
+                }
+                Ok(Err(Refused::Abandoned)) => {
+                    return Err(AggregateError::UnexpectedError(
+                        "the commit was interrupted by shutdown; its outcome is unknown".into(),
+                    ))
+                }
+                // Nothing was written: commit on our own below.
+                Err(WritersGone) => {}
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(database_error)?;
-        for envelope in events {
-            let payload = serde_json::to_value(&envelope.payload)
-                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-            let metadata = serde_json::to_value(&envelope.metadata)
-                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-            sqlx::query(
-                "INSERT INTO events \
-                 (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(A::TYPE)
-            .bind(&envelope.aggregate_id)
-            .bind(i64::try_from(envelope.sequence).unwrap_or(i64::MAX))
-            .bind(envelope.payload.event_type())
-            .bind(envelope.payload.event_version())
-            .bind(payload)
-            .bind(metadata)
-            .execute(&mut *tx)
+        let inserted = group_commit::insert_rows(&mut tx, A::TYPE, &rows)
             .await
             .map_err(database_error)?;
+        if !group_commit::all_inserted(&rows, &inserted) {
+            // Dropping the transaction rolls back what was inserted.
+            return Err(AggregateError::AggregateConflict);
         }
         for effect in self.effects.iter().map(AsRef::as_ref).chain(extra) {
             effect
@@ -225,6 +287,22 @@ where
                 .map_err(database_error)?;
         }
         tx.commit().await.map_err(database_error)
+    }
+}
+
+/// A database error reported to every command of a failed group commit.
+#[derive(Debug)]
+struct SharedError(Arc<sqlx::Error>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "group commit failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
     }
 }
 

@@ -9,11 +9,13 @@
 
 mod database;
 mod executor;
+mod group_commit;
 mod metadata;
 mod scratch;
 pub mod trace_context;
 
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
 pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};
+pub use group_commit::GroupCommit;
 pub use metadata::CommandMetadata;
 pub use scratch::ScratchDatabase;

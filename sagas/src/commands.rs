@@ -5,7 +5,7 @@ use chrono::Duration;
 use sqlx::PgPool;
 use std::sync::Arc;
 use ticketing_aggregates::{Order, Payment, Ticket};
-use ticketing_eventstore::CommandExecutor;
+use ticketing_eventstore::{CommandExecutor, GroupCommit};
 
 use crate::schedule::{OrderTimers, TicketTimers};
 
@@ -28,6 +28,17 @@ impl Commands {
             })),
             orders: CommandExecutor::new(pool.clone(), ()).with_effect(Arc::new(OrderTimers)),
             payments: CommandExecutor::new(pool.clone(), ()),
+        }
+    }
+
+    /// How every executor commits: see [`GroupCommit`] (`None`: each command
+    /// in its own transaction).
+    #[must_use]
+    pub fn with_group_commit(self, group_commit: Option<GroupCommit>) -> Self {
+        Self {
+            tickets: self.tickets.with_group_commit(group_commit),
+            orders: self.orders.with_group_commit(group_commit),
+            payments: self.payments.with_group_commit(group_commit),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sqlx::PgPool;
+use ticketing_eventstore::GroupCommit;
 use ticketing_sagas::{
     BreakerSettings, Commands, PaymentService, PaymentSettings, SagaConfig, SagaWorker,
 };
@@ -70,6 +71,15 @@ pub(crate) struct SagaArgs {
     #[arg(long, env = "RESERVATION_GRACE_SECONDS", default_value_t = 30)]
     reservation_grace_seconds: i64,
 
+    /// Group-commit writers per aggregate type: concurrent commands share
+    /// their transactions. 0 commits every command on its own.
+    #[arg(long, env = "COMMIT_WRITERS", default_value_t = GroupCommit::default().writers)]
+    commit_writers: usize,
+
+    /// Most commands in one group commit.
+    #[arg(long, env = "COMMIT_MAX_BATCH", default_value_t = GroupCommit::default().max_batch)]
+    commit_max_batch: usize,
+
     /// Polling interval of the saga worker when no timer is due, in ms.
     #[arg(long, env = "SAGA_POLL_INTERVAL_MS", default_value_t = 250)]
     saga_poll_interval_ms: u64,
@@ -92,10 +102,17 @@ pub(crate) struct Sagas {
 
 impl SagaArgs {
     pub(crate) fn wire(&self, pool: &PgPool) -> anyhow::Result<Sagas> {
-        let commands = Arc::new(Commands::new(
-            pool,
-            chrono::Duration::seconds(self.reservation_grace_seconds),
-        ));
+        let group_commit = (self.commit_writers > 0).then_some(GroupCommit {
+            writers: self.commit_writers,
+            max_batch: self.commit_max_batch,
+        });
+        let commands = Arc::new(
+            Commands::new(
+                pool,
+                chrono::Duration::seconds(self.reservation_grace_seconds),
+            )
+            .with_group_commit(group_commit),
+        );
         let settings = PaymentSettings {
             stripe_secret_key: self.stripe_secret_key.clone(),
             stripe_api_base: self.stripe_api_base.clone(),

@@ -74,7 +74,7 @@ pub(crate) async fn create(
     let order = match state
         .commands
         .orders
-        .execute(&order_id, place, &metadata)
+        .execute_new(&order_id, place, &metadata)
         .await
     {
         Ok(executed) => executed.aggregate,

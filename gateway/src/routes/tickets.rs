@@ -75,7 +75,7 @@ pub(crate) async fn create(
     let ticket = match state
         .commands
         .tickets
-        .execute(&id, command, &context.metadata(&user.id))
+        .execute_new(&id, command, &context.metadata(&user.id))
         .await
     {
         Ok(executed) => executed.aggregate,

@@ -12,7 +12,7 @@ use ticketing_aggregates::{OrderEvent, PaymentEvent, TicketEvent};
 use ticketing_schemas::{Envelope, OrderEventV1, PaymentEventV1, TicketEventV1, WireEvent};
 
 use crate::encode::{envelope_as, upcast_owned, IntoWire};
-use crate::outbox::{Cursor, StoredEvent};
+use crate::outbox::{publish_horizon, Cursor, StoredEvent};
 use crate::RelayError;
 
 /// One published event of any aggregate type, typed.
@@ -63,13 +63,17 @@ const ORDER_LIMIT: &str = "ORDER BY events.transaction_id, events.global_positio
 
 /// Only rows of transactions older than every one in flight, as the relay
 /// reads (see the crate docs), matching `filter` (`$3` types, `$4` id,
-/// `$5` first position). Only the predicates in use are written out: a
+/// `$5` first position). The bound, `$7`, is the relay's own horizon
+/// ([`publish_horizon`], taken just before): the server-wide
+/// `pg_snapshot_xmin` can lag behind it while another database has a
+/// transaction open, and a rebuild's catch-up must read at least every
+/// event the relay may have published (and the live projector applied). Only the predicates in use are written out: a
 /// generic `$3 IS NULL OR …` form leads the planner away from the
 /// `(transaction_id, global_position)` index into a sort of the whole table
 /// per batch.
 fn safe_after(filter: &HistoryFilter) -> String {
     let mut sql = "(transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-         AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+         AND transaction_id < $7::bigint::text::xid8"
         .to_owned();
     if !filter.aggregate_types.is_empty() {
         sql.push_str(" AND aggregate_type = ANY($3)");
@@ -91,6 +95,7 @@ pub(crate) async fn fetch_stored(
     filter: &HistoryFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
+    let horizon = publish_horizon(&mut *conn).await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE {} {ORDER_LIMIT}",
         safe_after(filter)
@@ -102,6 +107,7 @@ pub(crate) async fn fetch_stored(
         .bind(filter.aggregate_id.as_deref())
         .bind(filter.from_position)
         .bind(limit)
+        .bind(horizon)
         .fetch_all(conn)
         .await
 }
@@ -130,6 +136,7 @@ pub async fn count_history(
     after: Cursor,
     filter: &HistoryFilter,
 ) -> Result<u64, RelayError> {
+    let horizon = publish_horizon(&mut *conn).await?;
     let sql = format!("SELECT count(*) FROM events WHERE {}", safe_after(filter));
     let count: i64 = sqlx::query_scalar(&sql)
         .bind(after.transaction_id)
@@ -137,6 +144,8 @@ pub async fn count_history(
         .bind(&filter.aggregate_types)
         .bind(filter.aggregate_id.as_deref())
         .bind(filter.from_position)
+        .bind(0_i64) // $6, the limit, unused
+        .bind(horizon)
         .fetch_one(conn)
         .await?;
     Ok(u64::try_from(count).unwrap_or_default())
@@ -180,6 +189,7 @@ pub async fn read_fold_events(
     filter: &HistoryFilter,
     limit: i64,
 ) -> Result<Vec<FoldEvent>, RelayError> {
+    let horizon = publish_horizon(&mut *conn).await?;
     let sql = format!(
         "SELECT {FOLD_COLUMNS} FROM events WHERE {} {ORDER_LIMIT}",
         safe_after(filter)
@@ -193,6 +203,7 @@ pub async fn read_fold_events(
         .bind(filter.aggregate_id.as_deref())
         .bind(filter.from_position)
         .bind(limit)
+        .bind(horizon)
         .fetch(conn);
     // Decoded as the rows arrive, rather than after the last one.
     while let Some(row) = rows.try_next().await? {

@@ -12,7 +12,7 @@
 //! binary `COPY`, rather than once per batch. What has been folded is
 //! committed, its rows with the checkpoint (`replay_checkpoints`) in one
 //! transaction, when the caller stops the run (Ctrl-C: a stopped run
-//! resumes exactly where it stopped), at least every
+//! resumes exactly where it stopped), at least once every
 //! [`COMMIT_INTERVAL`] (what a crash can lose), when more than
 //! [`RebuildPlan::max_held_rows`] rows are held (they are then dropped from
 //! memory, and loaded back from the shadow tables when a later event
@@ -176,7 +176,8 @@ pub enum RebuildOutcome {
     /// The rebuilt tables are live. `events` counts the whole run, resumed
     /// parts included; `caught_up` of them were folded under the lock.
     Finished { events: u64, caught_up: u64 },
-    /// Stopped by the caller after `events`; run again to resume.
+    /// Stopped by the caller after `events`, all committed; run again to
+    /// resume after them.
     Interrupted { events: u64 },
 }
 

@@ -3,8 +3,9 @@
 //! shadow tables, swapped in) over `BENCH_EVENTS` stored events (default
 //! 1,000,000: tickets of five events each, created, reserved, released,
 //! updated twice; half of the creations stored at the old version 1.0 so
-//! the upcaster runs), with `BENCH_REPLAY_BATCH` events per transaction
-//! (default 20,000).
+//! the upcaster runs), with `BENCH_REPLAY_BATCH` events per read batch
+//! (default 20,000; the rebuild holds its rows in memory and commits them
+//! once at the end).
 //!
 //! Run with `cargo bench -p ticketing-bench --bench replay_rebuild`.
 //! `DATABASE_URL` must allow CREATE DATABASE. No broker is needed.

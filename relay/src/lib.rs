@@ -62,7 +62,10 @@ mod worker;
 pub use checkpoint::{clear_checkpoint, load_checkpoint, save_checkpoint, ReplayCheckpoint};
 pub use config::{RelayConfig, Topics};
 pub use error::RelayError;
-pub use history::{count_history, read_history, HistoryEvent, HistoryFilter, WireEnvelope};
+pub use history::{
+    count_history, read_fold_events, read_history, FoldEvent, HistoryEvent, HistoryFilter,
+    WireEnvelope, WirePayload,
+};
 pub use leader::RELAY_LOCK_KEY;
 pub use metrics::{RelayMetrics, RelayMetricsSnapshot};
 pub use outbox::{Cursor, CURSOR_NAME, NOTIFY_CHANNEL};

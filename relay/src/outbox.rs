@@ -102,7 +102,10 @@ pub(crate) async fn fetch_publishable(
 ) -> sqlx::Result<Vec<StoredEvent>> {
     let horizon = publish_horizon(conn).await?;
     // A separate statement, so its snapshot is taken after the horizon was
-    // computed: every transaction below the horizon has ended by then.
+    // computed: every transaction below the horizon has ended by then. The
+    // ORDER BY names the table's columns: the bare names would mean the
+    // bigint output alias, which no index serves, and every batch would sort
+    // the whole backlog.
     sqlx::query_as(
         "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
                 global_position, event_id, recorded_at, \
@@ -110,7 +113,7 @@ pub(crate) async fn fetch_publishable(
          FROM events \
          WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
            AND transaction_id < $4::bigint::text::xid8 \
-         ORDER BY transaction_id, global_position \
+         ORDER BY events.transaction_id, events.global_position \
          LIMIT $3",
     )
     .bind(after.transaction_id)

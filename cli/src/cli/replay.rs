@@ -83,7 +83,8 @@ struct RebuildArg {
     #[arg(long, value_enum, default_value_t = View::All)]
     view: View,
 
-    /// Events folded and committed per transaction.
+    /// Events read per batch (the progress step); rows are committed with
+    /// the checkpoint at least once a minute and at the end.
     #[arg(long, env = "REPLAY_BATCH_SIZE", default_value_t = 20_000)]
     batch_size: u32,
 }

@@ -7,12 +7,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use ticketing_relay::WireEnvelope;
-use ticketing_schemas::{
-    Envelope, OrderEventV1, OrderStatusV1, PaymentEventV1, TicketEventV1, WireEvent,
-};
+use ticketing_relay::{FoldEvent, WirePayload};
+use ticketing_schemas::{OrderEventV1, OrderStatusV1, PaymentEventV1, TicketEventV1, WireEvent};
 
-use crate::decode::AggregateKind;
 use crate::ProjectionError;
 
 /// A `ticket_views` row.
@@ -26,6 +23,8 @@ pub(crate) struct TicketRow {
     pub(crate) version: i64,
     pub(crate) last_sequence: i64,
     pub(crate) updated_at: DateTime<Utc>,
+    #[sqlx(skip)]
+    pub(crate) written: Written,
 }
 
 /// An `order_views` row.
@@ -44,6 +43,8 @@ pub(crate) struct OrderRow {
     pub(crate) last_sequence: i64,
     pub(crate) placed_position: i64,
     pub(crate) updated_at: DateTime<Utc>,
+    #[sqlx(skip)]
+    pub(crate) written: Written,
 }
 
 /// A `payment_views` row.
@@ -60,64 +61,116 @@ pub(crate) struct PaymentRow {
     pub(crate) version: i64,
     pub(crate) last_sequence: i64,
     pub(crate) updated_at: DateTime<Utc>,
+    #[sqlx(skip)]
+    pub(crate) written: Written,
 }
 
-/// The rows a batch touches, by aggregate id: those already in the shadow
-/// tables (loaded first) and those the batch creates.
+/// Where a folded row stands against its shadow table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// The shadow table has a version of the row (so writing it updates).
+    pub(crate) stored: bool,
+    /// Changed since it was last written or loaded.
+    pub(crate) dirty: bool,
+}
+
+impl Written {
+    /// A row as loaded from its shadow table.
+    pub(crate) const LOADED: Self = Self {
+        stored: true,
+        dirty: false,
+    };
+    /// A row the fold just created.
+    const CREATED: Self = Self {
+        stored: false,
+        dirty: true,
+    };
+}
+
+/// The rows folded so far, by aggregate id: those loaded from the shadow
+/// tables and those the fold created, each marked with whether it still
+/// has to be written.
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
     pub(crate) tickets: HashMap<String, TicketRow>,
     pub(crate) orders: HashMap<String, OrderRow>,
     pub(crate) payments: HashMap<String, PaymentRow>,
+    /// Every row of the shadow tables is held here (a run from empty
+    /// shadow tables that dropped none), so none needs loading.
+    pub(crate) complete: bool,
 }
 
 impl Rows {
-    /// Applies one event to its row, as the view's SQL would. A duplicate
-    /// (at or before the row's checkpoint) changes nothing; anything else
-    /// that does not follow the checkpoint is an inconsistent store.
-    pub(crate) fn apply(&mut self, event: WireEnvelope) -> Result<(), ProjectionError> {
-        match event {
-            WireEnvelope::Ticket(envelope) => self.apply_ticket(envelope),
-            WireEnvelope::Order(envelope) => self.apply_order(envelope),
-            WireEnvelope::Payment(envelope) => self.apply_payment(envelope),
+    /// The rows of empty shadow tables: all of them.
+    pub(crate) fn complete() -> Self {
+        Self {
+            complete: true,
+            ..Self::default()
         }
     }
 
-    fn apply_ticket(&mut self, envelope: Envelope<TicketEventV1>) -> Result<(), ProjectionError> {
-        let sequence = sequence_of(&envelope);
-        let at = envelope.timestamp;
-        let Some(row) = self.tickets.get_mut(&envelope.aggregate_id) else {
-            let TicketEventV1::TicketCreated(created) = envelope.event else {
-                return Err(inconsistent(&envelope, 0));
+    /// Rows held, of every table.
+    pub(crate) fn len(&self) -> usize {
+        self.tickets.len() + self.orders.len() + self.payments.len()
+    }
+
+    /// Whether `event`'s row must be loaded from its shadow table before
+    /// it applies: not held here, and not created by it.
+    pub(crate) fn needs_load(&self, event: &FoldEvent) -> bool {
+        !self.complete
+            && event.sequence > 1
+            && !match event.event {
+                WirePayload::Ticket(_) => self.tickets.contains_key(&event.aggregate_id),
+                WirePayload::Order(_) => self.orders.contains_key(&event.aggregate_id),
+                WirePayload::Payment(_) => self.payments.contains_key(&event.aggregate_id),
+            }
+    }
+
+    /// Applies one event to its row, as the view's SQL would. A duplicate
+    /// (at or before the row's checkpoint) changes nothing; anything else
+    /// that does not follow the checkpoint is an inconsistent store.
+    pub(crate) fn apply(&mut self, event: FoldEvent) -> Result<(), ProjectionError> {
+        let at = Applying {
+            id: event.aggregate_id,
+            sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
+            position: i64::try_from(event.global_position).unwrap_or(i64::MAX),
+            timestamp: event.timestamp,
+        };
+        match event.event {
+            WirePayload::Ticket(e) => self.apply_ticket(at, e),
+            WirePayload::Order(e) => self.apply_order(at, e),
+            WirePayload::Payment(e) => self.apply_payment(at, e),
+        }
+    }
+
+    fn apply_ticket(&mut self, at: Applying, event: TicketEventV1) -> Result<(), ProjectionError> {
+        let Some(row) = self.tickets.get_mut(&at.id) else {
+            let TicketEventV1::TicketCreated(created) = event else {
+                return Err(at.inconsistent(&event, 0));
             };
-            if sequence != 1 {
-                return Err(inconsistent_raw(
-                    AggregateKind::Ticket,
-                    &envelope.aggregate_id,
-                    "TicketCreated",
-                    sequence,
-                    0,
-                ));
+            if at.sequence != 1 {
+                return Err(at.inconsistent_as::<TicketEventV1>("TicketCreated", 0));
             }
             let row = TicketRow {
-                id: envelope.aggregate_id.clone(),
+                id: at.id.clone(),
                 title: created.title,
                 price_cents: created.price_cents,
                 user_id: created.user_id,
                 order_id: None,
                 version: 0,
                 last_sequence: 1,
-                updated_at: at,
+                updated_at: at.timestamp,
+                written: Written::CREATED,
             };
-            let _ = self.tickets.insert(envelope.aggregate_id, row);
+            let _ = self.tickets.insert(at.id, row);
             return Ok(());
         };
-        if !follows(row.last_sequence, sequence, &envelope)? {
+        if !at.follows(row.last_sequence, &event)? {
             return Ok(());
         }
-        match envelope.event {
+        match event {
             TicketEventV1::TicketCreated(_) => {
-                return Err(inconsistent(&envelope, row.last_sequence))
+                return Err(at.inconsistent(&event, row.last_sequence))
             }
             TicketEventV1::TicketUpdated(updated) => {
                 row.title = updated.title;
@@ -131,31 +184,23 @@ impl Rows {
                 }
             }
         }
-        row.version = sequence - 1;
-        row.last_sequence = sequence;
-        row.updated_at = at;
+        row.version = at.sequence - 1;
+        row.last_sequence = at.sequence;
+        row.updated_at = at.timestamp;
+        row.written.dirty = true;
         Ok(())
     }
 
-    fn apply_order(&mut self, envelope: Envelope<OrderEventV1>) -> Result<(), ProjectionError> {
-        let sequence = sequence_of(&envelope);
-        let at = envelope.timestamp;
-        let Some(row) = self.orders.get_mut(&envelope.aggregate_id) else {
-            let position = i64::try_from(envelope.global_position).unwrap_or(i64::MAX);
-            let OrderEventV1::OrderPlaced(placed) = envelope.event else {
-                return Err(inconsistent(&envelope, 0));
+    fn apply_order(&mut self, at: Applying, event: OrderEventV1) -> Result<(), ProjectionError> {
+        let Some(row) = self.orders.get_mut(&at.id) else {
+            let OrderEventV1::OrderPlaced(placed) = event else {
+                return Err(at.inconsistent(&event, 0));
             };
-            if sequence != 1 {
-                return Err(inconsistent_raw(
-                    AggregateKind::Order,
-                    &envelope.aggregate_id,
-                    "OrderPlaced",
-                    sequence,
-                    0,
-                ));
+            if at.sequence != 1 {
+                return Err(at.inconsistent_as::<OrderEventV1>("OrderPlaced", 0));
             }
             let row = OrderRow {
-                id: envelope.aggregate_id.clone(),
+                id: at.id.clone(),
                 user_id: placed.user_id,
                 status: order_status(placed.status).to_owned(),
                 expires_at: placed.expires_at,
@@ -166,17 +211,18 @@ impl Rows {
                 payment_id: None,
                 version: 0,
                 last_sequence: 1,
-                placed_position: position,
-                updated_at: at,
+                placed_position: at.position,
+                updated_at: at.timestamp,
+                written: Written::CREATED,
             };
-            let _ = self.orders.insert(envelope.aggregate_id, row);
+            let _ = self.orders.insert(at.id, row);
             return Ok(());
         };
-        if !follows(row.last_sequence, sequence, &envelope)? {
+        if !at.follows(row.last_sequence, &event)? {
             return Ok(());
         }
-        match envelope.event {
-            OrderEventV1::OrderPlaced(_) => return Err(inconsistent(&envelope, row.last_sequence)),
+        match event {
+            OrderEventV1::OrderPlaced(_) => return Err(at.inconsistent(&event, row.last_sequence)),
             // An expired order is cancelled as far as the API can tell.
             OrderEventV1::OrderCancelled(_) | OrderEventV1::OrderExpired(_) => {
                 "cancelled".clone_into(&mut row.status);
@@ -192,30 +238,27 @@ impl Rows {
                 row.payment_id = Some(completed.payment_id);
             }
         }
-        row.version = sequence - 1;
-        row.last_sequence = sequence;
-        row.updated_at = at;
+        row.version = at.sequence - 1;
+        row.last_sequence = at.sequence;
+        row.updated_at = at.timestamp;
+        row.written.dirty = true;
         Ok(())
     }
 
-    fn apply_payment(&mut self, envelope: Envelope<PaymentEventV1>) -> Result<(), ProjectionError> {
-        let sequence = sequence_of(&envelope);
-        let at = envelope.timestamp;
-        let Some(row) = self.payments.get_mut(&envelope.aggregate_id) else {
-            let PaymentEventV1::PaymentRequested(requested) = envelope.event else {
-                return Err(inconsistent(&envelope, 0));
+    fn apply_payment(
+        &mut self,
+        at: Applying,
+        event: PaymentEventV1,
+    ) -> Result<(), ProjectionError> {
+        let Some(row) = self.payments.get_mut(&at.id) else {
+            let PaymentEventV1::PaymentRequested(requested) = event else {
+                return Err(at.inconsistent(&event, 0));
             };
-            if sequence != 1 {
-                return Err(inconsistent_raw(
-                    AggregateKind::Payment,
-                    &envelope.aggregate_id,
-                    "PaymentRequested",
-                    sequence,
-                    0,
-                ));
+            if at.sequence != 1 {
+                return Err(at.inconsistent_as::<PaymentEventV1>("PaymentRequested", 0));
             }
             let row = PaymentRow {
-                id: envelope.aggregate_id.clone(),
+                id: at.id.clone(),
                 order_id: requested.order_id,
                 user_id: requested.user_id,
                 amount_cents: requested.amount_cents,
@@ -225,17 +268,18 @@ impl Rows {
                 failure_reason: None,
                 version: 0,
                 last_sequence: 1,
-                updated_at: at,
+                updated_at: at.timestamp,
+                written: Written::CREATED,
             };
-            let _ = self.payments.insert(envelope.aggregate_id, row);
+            let _ = self.payments.insert(at.id, row);
             return Ok(());
         };
-        if !follows(row.last_sequence, sequence, &envelope)? {
+        if !at.follows(row.last_sequence, &event)? {
             return Ok(());
         }
-        match envelope.event {
+        match event {
             PaymentEventV1::PaymentRequested(_) => {
-                return Err(inconsistent(&envelope, row.last_sequence))
+                return Err(at.inconsistent(&event, row.last_sequence))
             }
             PaymentEventV1::PaymentSucceeded(succeeded) => {
                 "succeeded".clone_into(&mut row.status);
@@ -246,10 +290,52 @@ impl Rows {
                 row.failure_reason = Some(failed.reason);
             }
         }
-        row.version = sequence - 1;
-        row.last_sequence = sequence;
-        row.updated_at = at;
+        row.version = at.sequence - 1;
+        row.last_sequence = at.sequence;
+        row.updated_at = at.timestamp;
+        row.written.dirty = true;
         Ok(())
+    }
+}
+
+/// The envelope fields of the event being applied.
+struct Applying {
+    id: String,
+    sequence: i64,
+    position: i64,
+    timestamp: DateTime<Utc>,
+}
+
+impl Applying {
+    /// Whether the event applies on a row at `last`: `true` if it is the
+    /// next one, `false` if the row already has it, an error if events are
+    /// missing in between.
+    fn follows<E: WireEvent>(&self, last: i64, event: &E) -> Result<bool, ProjectionError> {
+        if self.sequence <= last {
+            return Ok(false);
+        }
+        if self.sequence == last + 1 {
+            return Ok(true);
+        }
+        Err(self.inconsistent(event, last))
+    }
+
+    fn inconsistent<E: WireEvent>(&self, event: &E, last: i64) -> ProjectionError {
+        self.inconsistent_as::<E>(event.event_type(), last)
+    }
+
+    fn inconsistent_as<E: WireEvent>(
+        &self,
+        event_type: &'static str,
+        last: i64,
+    ) -> ProjectionError {
+        ProjectionError::Inconsistent {
+            aggregate_type: E::AGGREGATE_TYPE,
+            aggregate_id: self.id.clone(),
+            event_type,
+            sequence: self.sequence,
+            last_sequence: last,
+        }
     }
 }
 
@@ -259,53 +345,6 @@ fn order_status(status: OrderStatusV1) -> &'static str {
         OrderStatusV1::Created => "created",
         OrderStatusV1::Cancelled => "cancelled",
         OrderStatusV1::Complete => "complete",
-    }
-}
-
-fn sequence_of<E>(envelope: &Envelope<E>) -> i64 {
-    i64::try_from(envelope.sequence).unwrap_or(i64::MAX)
-}
-
-/// Whether an event at `sequence` applies on a row at `last`: `true` if it
-/// is the next one, `false` if the row already has it, an error if events
-/// are missing in between.
-fn follows<E: WireEvent>(
-    last: i64,
-    sequence: i64,
-    envelope: &Envelope<E>,
-) -> Result<bool, ProjectionError> {
-    if sequence <= last {
-        return Ok(false);
-    }
-    if sequence == last + 1 {
-        return Ok(true);
-    }
-    Err(inconsistent(envelope, last))
-}
-
-fn inconsistent<E: WireEvent>(envelope: &Envelope<E>, last: i64) -> ProjectionError {
-    ProjectionError::Inconsistent {
-        aggregate_type: E::AGGREGATE_TYPE,
-        aggregate_id: envelope.aggregate_id.clone(),
-        event_type: envelope.event.event_type(),
-        sequence: sequence_of(envelope),
-        last_sequence: last,
-    }
-}
-
-fn inconsistent_raw(
-    kind: AggregateKind,
-    id: &str,
-    event_type: &'static str,
-    sequence: i64,
-    last: i64,
-) -> ProjectionError {
-    ProjectionError::Inconsistent {
-        aggregate_type: kind.type_name(),
-        aggregate_id: id.to_owned(),
-        event_type,
-        sequence,
-        last_sequence: last,
     }
 }
 

@@ -3,11 +3,21 @@
 //!
 //! Events are read in the relay's publication order (`(transaction_id,
 //! global_position)`, only transactions older than every one in flight)
-//! and converted exactly as the relay publishes them, old versions upcast.
-//! Each batch is folded in memory per aggregate ([`fold`]), written to
-//! shadow tables with one multi-row upsert per table, and committed with
-//! the checkpoint (`replay_checkpoints`), so a run stopped by Ctrl-C
-//! resumes after its last batch.
+//! and converted exactly as the relay publishes them, old versions upcast
+//! ([`ticketing_relay::read_fold_events`]), by a reader task on a
+//! connection of its own that keeps a batch or two ahead of the fold.
+//!
+//! The rows are folded in memory per aggregate ([`fold`]) and held there
+//! across batches, so each row is written to the shadow tables once, by a
+//! binary `COPY`, rather than once per batch. What has been folded is
+//! committed, its rows with the checkpoint (`replay_checkpoints`) in one
+//! transaction, when the caller stops the run (Ctrl-C: a stopped run
+//! resumes exactly where it stopped), at least once every
+//! [`COMMIT_INTERVAL`] (what a crash can lose), when more than
+//! [`RebuildPlan::max_held_rows`] rows are held (they are then dropped from
+//! memory, and loaded back from the shadow tables when a later event
+//! continues them; rows written before are updated by a multi-row upsert),
+//! and at the end. A resumed run starts with nothing in memory.
 //!
 //! The live read models keep serving, and the live projector keeps
 //! applying, throughout. At the end one short transaction takes every live
@@ -30,9 +40,12 @@ use std::time::Duration;
 
 use sqlx::{Acquire, PgConnection, PgPool};
 use ticketing_relay::{
-    clear_checkpoint, count_history, load_checkpoint, read_history, save_checkpoint, Cursor,
-    HistoryEvent, HistoryFilter, RelayError, ReplayCheckpoint, WireEnvelope,
+    clear_checkpoint, count_history, load_checkpoint, read_fold_events, save_checkpoint, Cursor,
+    FoldEvent, HistoryFilter, RelayError, ReplayCheckpoint, WirePayload,
 };
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::AggregateKind;
@@ -50,6 +63,17 @@ pub const REBUILD_CHECKPOINT: &str = "rebuild";
 /// How long the final swap waits for the live projector's transactions to
 /// end before giving up (and leaving the shadow to resume from).
 const SWAP_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest a run folds without committing: what a crash (rather than
+/// a stop) can cost.
+pub const COMMIT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Rows held in memory before they are committed and dropped: a few
+/// hundred bytes each.
+pub const MAX_HELD_ROWS: usize = 1_000_000;
+
+/// Batches the reader may have read ahead of the fold.
+const READ_AHEAD: usize = 2;
 
 /// Pause between attempts to take the live tables for the swap.
 const SWAP_RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -72,6 +96,8 @@ pub enum RebuildError {
     History(#[from] RelayError),
     #[error("the event store does not fold into the read models")]
     Apply(#[from] ProjectionError),
+    #[error("the event store reader stopped before the end")]
+    ReaderStopped,
 }
 
 /// What to rebuild.
@@ -79,8 +105,11 @@ pub enum RebuildError {
 pub struct RebuildPlan {
     /// The views, by the aggregate type they are built from.
     pub views: Vec<AggregateKind>,
-    /// Events read, folded and committed at once.
+    /// Events read and folded at once (and the progress reported between).
     pub batch_size: u32,
+    /// Rows held in memory before they are committed and dropped
+    /// ([`MAX_HELD_ROWS`] unless changed).
+    pub max_held_rows: usize,
 }
 
 impl RebuildPlan {
@@ -97,6 +126,7 @@ impl RebuildPlan {
         Self {
             views,
             batch_size: batch_size.max(1),
+            max_held_rows: MAX_HELD_ROWS,
         }
     }
 
@@ -146,7 +176,8 @@ pub enum RebuildOutcome {
     /// The rebuilt tables are live. `events` counts the whole run, resumed
     /// parts included; `caught_up` of them were folded under the lock.
     Finished { events: u64, caught_up: u64 },
-    /// Stopped by the caller after `events`; run again to resume.
+    /// Stopped by the caller after `events`, all committed; run again to
+    /// resume after them.
     Interrupted { events: u64 },
 }
 
@@ -174,7 +205,9 @@ impl Rebuilder {
 
     /// Runs the rebuild from `start`, calling `progress` with the events
     /// folded so far after each batch; stops between batches once `stop`
-    /// is cancelled, leaving the shadow tables and checkpoint to resume.
+    /// is cancelled, committing what was folded and leaving the shadow
+    /// tables and checkpoint to resume from. Uses two of the pool's
+    /// connections (the fold's and the reader's).
     pub async fn run(
         &self,
         start: &RebuildStart,
@@ -216,34 +249,43 @@ impl Rebuilder {
             Some(_) => self.resumable(conn).await?,
             None => None,
         };
-        let mut checkpoint = match resumed {
+        // A resumed run's shadow tables have rows it does not hold.
+        let (mut checkpoint, rows) = match resumed {
             Some(checkpoint) => {
                 tracing::info!(events = checkpoint.done, "resuming the rebuild");
-                checkpoint
+                (checkpoint, Rows::default())
             }
             None => {
                 shadow.create(conn).await?;
-                ReplayCheckpoint {
+                let start = ReplayCheckpoint {
                     cursor: Cursor::default(),
                     done: 0,
-                }
+                };
+                (start, Rows::complete())
             }
         };
-        let options = self.plan.options();
-        loop {
-            if stop.is_cancelled() {
-                return Ok(RebuildOutcome::Interrupted {
-                    events: checkpoint.done,
-                });
-            }
-            let mut tx = conn.begin().await?;
-            let folded = self.fold_batch(&mut tx, &shadow, &mut checkpoint).await?;
-            if folded == 0 {
-                break;
-            }
-            save_checkpoint(&mut tx, REBUILD_CHECKPOINT, &options, &checkpoint).await?;
-            tx.commit().await?;
-            progress(checkpoint.done);
+        let mut reader = Reader::spawn(
+            self.pool.clone(),
+            checkpoint.cursor,
+            self.plan.filter(),
+            i64::from(self.plan.batch_size),
+        );
+        let folded = self
+            .fold_all(
+                conn,
+                &shadow,
+                rows,
+                &mut reader,
+                &mut checkpoint,
+                stop,
+                progress,
+            )
+            .await;
+        reader.close().await;
+        if !folded? {
+            return Ok(RebuildOutcome::Interrupted {
+                events: checkpoint.done,
+            });
         }
         shadow.add_indexes(conn).await?;
         let before = checkpoint.done;
@@ -288,7 +330,20 @@ impl Rebuilder {
             Err(other) => return Err(other.into()),
         }
         let mut caught_up = checkpoint.clone();
-        while self.fold_batch(&mut tx, shadow, &mut caught_up).await? > 0 {}
+        let mut rows = Rows::default();
+        loop {
+            let events = read_fold_events(
+                &mut tx,
+                caught_up.cursor,
+                &self.plan.filter(),
+                i64::from(self.plan.batch_size),
+            )
+            .await?;
+            if !fold(&mut tx, shadow, &mut rows, events, &mut caught_up).await? {
+                break;
+            }
+        }
+        let _ = write::flush(&mut tx, shadow, &mut rows).await?;
         shadow.swap(&mut tx).await?;
         clear_checkpoint(&mut tx, REBUILD_CHECKPOINT).await?;
         tx.commit().await?;
@@ -310,59 +365,203 @@ impl Rebuilder {
         Ok(shadow.exists(conn).await?.then_some(checkpoint))
     }
 
-    /// Reads, folds and writes the next batch after `checkpoint`, moving it
-    /// on; the number of events (0 at the end).
-    async fn fold_batch(
+    /// Folds every batch the reader sends onto `checkpoint`, committing
+    /// as the module docs say; `false` if stopped (what was folded then
+    /// committed).
+    #[allow(clippy::too_many_arguments)] // each is a different piece of the run
+    async fn fold_all(
         &self,
         conn: &mut PgConnection,
         shadow: &Shadow,
+        mut rows: Rows,
+        reader: &mut Reader,
         checkpoint: &mut ReplayCheckpoint,
-    ) -> Result<u64, RebuildError> {
-        let events = read_history(
+        stop: &CancellationToken,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<bool, RebuildError> {
+        let options = self.plan.options();
+        let mut committed = checkpoint.clone();
+        let mut next_commit = Instant::now() + COMMIT_INTERVAL;
+        loop {
+            if stop.is_cancelled() {
+                commit(
+                    conn,
+                    shadow,
+                    &mut rows,
+                    checkpoint,
+                    &mut committed,
+                    &options,
+                )
+                .await?;
+                return Ok(false);
+            }
+            let events = reader.next().await?;
+            if !fold(conn, shadow, &mut rows, events, checkpoint).await? {
+                break;
+            }
+            progress(checkpoint.done);
+            let full = rows.len() > self.plan.max_held_rows;
+            if full || Instant::now() >= next_commit {
+                commit(
+                    conn,
+                    shadow,
+                    &mut rows,
+                    checkpoint,
+                    &mut committed,
+                    &options,
+                )
+                .await?;
+                next_commit = Instant::now() + COMMIT_INTERVAL;
+                if full {
+                    rows = Rows::default();
+                }
+            }
+        }
+        commit(
             conn,
-            checkpoint.cursor,
-            &self.plan.filter(),
-            i64::from(self.plan.batch_size),
+            shadow,
+            &mut rows,
+            checkpoint,
+            &mut committed,
+            &options,
         )
         .await?;
-        let Some(last) = events.last() else {
-            return Ok(0);
-        };
-        let cursor = last.cursor;
-        let count = u64::try_from(events.len()).unwrap_or_default();
-        let rows = fold_onto_shadow(conn, shadow, events).await?;
-        write::store(conn, shadow, rows).await?;
-        checkpoint.cursor = cursor;
-        checkpoint.done += count;
-        Ok(count)
+        Ok(true)
     }
 }
 
-/// Folds `events` onto the shadow rows they continue (loaded first).
-async fn fold_onto_shadow(
+/// Writes the rows changed since the last commit and `checkpoint` in one
+/// transaction, unless nothing was folded since.
+async fn commit(
     conn: &mut PgConnection,
     shadow: &Shadow,
-    events: Vec<HistoryEvent>,
-) -> Result<Rows, RebuildError> {
-    // Rows whose first event here is not their first ever exist already.
+    rows: &mut Rows,
+    checkpoint: &ReplayCheckpoint,
+    committed: &mut ReplayCheckpoint,
+    options: &str,
+) -> Result<(), RebuildError> {
+    if checkpoint == committed {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    let written = write::flush(&mut tx, shadow, rows).await?;
+    save_checkpoint(&mut tx, REBUILD_CHECKPOINT, options, checkpoint).await?;
+    tx.commit().await?;
+    tracing::debug!(
+        events = checkpoint.done,
+        rows = written,
+        "rebuild committed"
+    );
+    committed.clone_from(checkpoint);
+    Ok(())
+}
+
+/// Folds `events` onto `rows`, first loading the shadow rows they
+/// continue that `rows` does not hold, and moves `checkpoint` past them;
+/// `false` if there were none (the end of the history).
+async fn fold(
+    conn: &mut PgConnection,
+    shadow: &Shadow,
+    rows: &mut Rows,
+    events: Vec<FoldEvent>,
+    checkpoint: &mut ReplayCheckpoint,
+) -> Result<bool, RebuildError> {
+    let Some(last) = events.last() else {
+        return Ok(false);
+    };
+    let cursor = last.cursor;
+    if !rows.complete {
+        load_continued(conn, shadow, rows, &events).await?;
+    }
+    let count = u64::try_from(events.len()).unwrap_or_default();
+    for event in events {
+        rows.apply(event)?;
+    }
+    checkpoint.cursor = cursor;
+    checkpoint.done += count;
+    Ok(true)
+}
+
+/// Loads the shadow rows that `events` continue and `rows` does not hold.
+async fn load_continued(
+    conn: &mut PgConnection,
+    shadow: &Shadow,
+    rows: &mut Rows,
+    events: &[FoldEvent],
+) -> Result<(), RebuildError> {
+    // An aggregate not held whose first event here is not its first ever
+    // has a row in the shadow (a resumed run, or rows dropped from memory).
     let mut seen = HashSet::new();
     let (mut tickets, mut orders, mut payments) = (Vec::new(), Vec::new(), Vec::new());
-    for event in &events {
-        let (id, sequence, ids) = match &event.envelope {
-            WireEnvelope::Ticket(e) => (&e.aggregate_id, e.sequence, &mut tickets),
-            WireEnvelope::Order(e) => (&e.aggregate_id, e.sequence, &mut orders),
-            WireEnvelope::Payment(e) => (&e.aggregate_id, e.sequence, &mut payments),
+    for event in events {
+        if !rows.needs_load(event) && event.sequence > 1 {
+            continue;
+        }
+        let (kind, ids) = match event.event {
+            WirePayload::Ticket(_) => (0_u8, &mut tickets),
+            WirePayload::Order(_) => (1, &mut orders),
+            WirePayload::Payment(_) => (2, &mut payments),
         };
-        let kind = std::mem::discriminant(&event.envelope);
-        if seen.insert((kind, id.as_str())) && sequence > 1 {
-            ids.push(id.clone());
+        if seen.insert((kind, event.aggregate_id.as_str())) && event.sequence > 1 {
+            ids.push(event.aggregate_id.clone());
         }
     }
-    let mut rows = Rows::default();
-    write::load(conn, shadow, &mut rows, &tickets, &orders, &payments).await?;
-    drop(seen);
-    for event in events {
-        rows.apply(event.envelope)?;
+    if !(tickets.is_empty() && orders.is_empty() && payments.is_empty()) {
+        write::load(conn, shadow, rows, &tickets, &orders, &payments).await?;
     }
-    Ok(rows)
+    Ok(())
 }
+
+/// The task reading the history ahead of the fold, on its own connection.
+struct Reader {
+    batches: mpsc::Receiver<Result<Vec<FoldEvent>, RelayError>>,
+    task: JoinHandle<()>,
+}
+
+impl Reader {
+    fn spawn(pool: PgPool, after: Cursor, filter: HistoryFilter, batch_size: i64) -> Self {
+        let (sender, batches) = mpsc::channel(READ_AHEAD);
+        let task = tokio::spawn(async move {
+            let read = async {
+                let mut conn = pool.acquire().await?;
+                let mut after = after;
+                loop {
+                    let events = read_fold_events(&mut conn, after, &filter, batch_size).await?;
+                    let end = events.is_empty();
+                    if let Some(last) = events.last() {
+                        after = last.cursor;
+                    }
+                    // The fold hung up (stopped or failed): nothing to do.
+                    if sender.send(Ok(events)).await.is_err() || end {
+                        return Ok(());
+                    }
+                }
+            };
+            let read: Result<(), RelayError> = read.await;
+            if let Err(error) = read {
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        Self { batches, task }
+    }
+
+    /// The next batch; an empty one at the end of the history.
+    async fn next(&mut self) -> Result<Vec<FoldEvent>, RebuildError> {
+        match self.batches.recv().await {
+            Some(batch) => Ok(batch?),
+            // It sends an empty batch or an error before it ends: a panic.
+            None => Err(RebuildError::ReaderStopped),
+        }
+    }
+
+    /// Hangs up and waits for the task, which ends after its current read.
+    async fn close(self) {
+        drop(self.batches);
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "the rebuild's event store reader failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

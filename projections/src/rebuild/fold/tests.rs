@@ -1,28 +1,21 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use chrono::Utc;
-use ticketing_relay::WireEnvelope;
-use ticketing_schemas::{
-    Envelope, TicketCreatedV1, TicketEventV1, TicketReleasedV1, TicketReservedV1, WireEvent,
-};
-use uuid::Uuid;
+use ticketing_relay::{Cursor, FoldEvent, WirePayload};
+use ticketing_schemas::{TicketCreatedV1, TicketEventV1, TicketReleasedV1, TicketReservedV1};
 
-use super::Rows;
+use super::{Rows, Written};
 use crate::ProjectionError;
 
-fn ticket(sequence: u64, event: TicketEventV1) -> WireEnvelope {
-    WireEnvelope::Ticket(Envelope {
-        event_id: Uuid::new_v4(),
-        schema_version: event.schema_version().to_owned(),
-        aggregate_type: "Ticket".to_owned(),
+fn ticket(sequence: u64, event: TicketEventV1) -> FoldEvent {
+    FoldEvent {
+        cursor: Cursor::default(),
         aggregate_id: "t-1".to_owned(),
         sequence,
         global_position: sequence,
         timestamp: Utc::now(),
-        correlation_id: None,
-        causation_id: None,
-        event,
-    })
+        event: WirePayload::Ticket(event),
+    }
 }
 
 fn created() -> TicketEventV1 {
@@ -89,4 +82,20 @@ fn an_update_without_a_creation_is_an_error() {
         rows.apply(ticket(3, created())),
         Err(ProjectionError::Inconsistent { .. })
     ));
+}
+
+#[test]
+fn only_applied_events_mark_a_loaded_row_to_be_written() {
+    let mut rows = Rows::default();
+    rows.apply(ticket(1, created())).unwrap();
+    assert_eq!(rows.tickets["t-1"].written, Written::CREATED);
+    rows.tickets.get_mut("t-1").unwrap().written = Written::LOADED;
+    rows.apply(ticket(1, created())).unwrap();
+    assert_eq!(rows.tickets["t-1"].written, Written::LOADED, "a duplicate");
+    assert!(!rows.needs_load(&ticket(2, reserved("o-1"))));
+    rows.apply(ticket(2, reserved("o-1"))).unwrap();
+    let written = rows.tickets["t-1"].written;
+    assert!(written.stored && written.dirty);
+    assert!(Rows::default().needs_load(&ticket(2, reserved("o-1"))));
+    assert!(!Rows::default().needs_load(&ticket(1, created())));
 }

@@ -249,13 +249,13 @@ where
         events: &[EventEnvelope<A>],
         extra: Option<&dyn CommitEffect<A>>,
     ) -> Result<(), AggregateError<A::Error>> {
-        let rows =
+        let mut rows =
             EventRows::encode(events).map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
         if let (None, Some(config)) = (extra, self.group_commit) {
             let committer = self.committer.get_or_init(|| {
                 Committer::start(self.pool.clone(), self.effects.clone().into(), config)
             });
-            match committer.commit(rows.clone(), events.to_vec()).await {
+            match committer.commit(rows, events.to_vec()).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(Refused::Conflict)) => return Err(AggregateError::AggregateConflict),
                 Ok(Err(Refused::Database(error))) => {
@@ -269,7 +269,7 @@ where
                     ))
                 }
                 // Nothing was written: commit on our own below.
-                Err(WritersGone) => {}
+                Err(WritersGone(unsent)) => rows = unsent,
             }
         }
         let mut tx = self.pool.begin().await.map_err(database_error)?;

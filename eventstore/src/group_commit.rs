@@ -165,8 +165,8 @@ pub(crate) struct Committer<A: Aggregate> {
 }
 
 /// The queued command was not committed and never will be: the writers are
-/// gone (their runtime shut down). Safe to commit another way.
-pub(crate) struct WritersGone;
+/// gone (their runtime shut down). Its rows come back, to commit another way.
+pub(crate) struct WritersGone(pub(crate) EventRows);
 
 impl<A> Committer<A>
 where
@@ -208,7 +208,7 @@ where
                 reply,
             })
             .await
-            .map_err(|_| WritersGone)?;
+            .map_err(|unsent| WritersGone(unsent.0.rows))?;
         match outcome.await {
             Ok(result) => Ok(result),
             Err(_) => Ok(Err(Refused::Abandoned)),

@@ -286,7 +286,9 @@ where
                 .await
                 .map_err(database_error)?;
         }
-        tx.commit().await.map_err(database_error)
+        tx.commit().await.map_err(database_error)?;
+        crate::committed::signal();
+        Ok(())
     }
 }
 

@@ -339,6 +339,7 @@ where
             }
         }
         tx.commit().await?;
+        crate::committed::signal();
         Ok(won)
     }
 }

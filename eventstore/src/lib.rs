@@ -7,6 +7,7 @@
 //! resulting events with optimistic concurrency, re-running the command a
 //! bounded number of times when another writer got there first.
 
+mod committed;
 mod database;
 mod executor;
 mod group_commit;
@@ -14,6 +15,7 @@ mod metadata;
 mod scratch;
 pub mod trace_context;
 
+pub use committed::events_committed;
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
 pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};
 pub use group_commit::GroupCommit;

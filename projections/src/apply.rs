@@ -1,10 +1,15 @@
-//! One event onto its view, in order and at most once, healing gaps from
-//! the event store.
+//! Events onto their views, in order and at most once, healing gaps from
+//! the event store: a batch at a time, folded in memory ([`crate::rows`])
+//! and written with one statement per table.
+
+use std::collections::HashSet;
 
 use sqlx::PgConnection;
 
-use crate::decode::ProjectedEvent;
-use crate::{views, ProjectionError};
+use crate::decode::{AggregateKind, ProjectedEvent};
+use crate::rows::store::{self, Lock, NewRows, Tables};
+use crate::rows::Rows;
+use crate::ProjectionError;
 
 /// What applying one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,51 +23,92 @@ pub enum Applied {
     Healed(usize),
 }
 
-/// Applies `event` on `conn` (inside the caller's transaction, which also
-/// commits the checkpoint). The fast path is one conditional statement; only
-/// when it matches no row is the view locked to tell a duplicate from a gap.
+/// Applies `event` on `conn` (inside the caller's transaction, if any):
+/// [`apply_events`] of one.
 pub async fn apply_event(
     conn: &mut PgConnection,
     event: &ProjectedEvent,
 ) -> Result<Applied, ProjectionError> {
-    if views::apply(conn, event).await? {
-        return Ok(Applied::Applied);
-    }
-    let kind = event.kind();
-    let id = event.aggregate_id();
-    let sequence = event.sequence();
-    let last = views::lock_checkpoint(conn, kind, id).await?.unwrap_or(0);
-    if sequence <= last {
-        return Ok(Applied::Duplicate);
-    }
-    let healed = heal(conn, event, last).await?;
-    if !views::apply(conn, event).await? {
-        return Err(ProjectionError::Inconsistent {
-            aggregate_type: kind.type_name(),
-            aggregate_id: id.to_owned(),
-            event_type: event.event_type(),
-            sequence,
-            last_sequence: sequence - 1,
-        });
-    }
-    if healed > 0 {
-        tracing::info!(
-            aggregate_type = kind.type_name(),
-            aggregate_id = id,
-            from = last + 1,
-            to = sequence - 1,
-            "healed a gap from the event store"
-        );
-        return Ok(Applied::Healed(healed));
-    }
-    Ok(Applied::Applied)
+    let applied = apply_events(conn, &[event]).await?;
+    Ok(applied.first().copied().unwrap_or(Applied::Duplicate))
 }
 
-/// Applies the events between the checkpoint `last` and `event`, read from
-/// the event store exactly as the relay publishes them. Every one must be
-/// there and apply: a gap is never skipped.
+/// Applies `events`, in order, on `conn`, inside the caller's transaction,
+/// which also commits the checkpoints: what each one did, in the same
+/// order. All or nothing: an error leaves the caller's transaction to roll
+/// back.
+///
+/// The rows the events continue are loaded and locked (one statement per
+/// table), the events are folded onto them in memory, and the changed rows
+/// are written back (one or two statements per table). An event further
+/// ahead than its row's next one is a gap: the missing events are read from
+/// the event store, converted exactly as the relay publishes them
+/// ([`ticketing_relay::load_envelopes`]), and applied first. A gap is never
+/// skipped: if the store lacks them too, the batch fails.
+pub async fn apply_events(
+    conn: &mut PgConnection,
+    events: &[&ProjectedEvent],
+) -> Result<Vec<Applied>, ProjectionError> {
+    let tables = Tables::live();
+    let mut rows = Rows::applied_at(chrono::Utc::now());
+    let [tickets, orders, payments] = ids_by_kind(events);
+    store::load(
+        conn,
+        &tables,
+        Lock::ForUpdate,
+        &mut rows,
+        &tickets,
+        &orders,
+        &payments,
+    )
+    .await?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for &event in events {
+        let last = rows
+            .last_sequence(event.kind(), event.aggregate_id())
+            .unwrap_or(0);
+        let sequence = event.sequence();
+        if sequence <= last {
+            outcomes.push(Applied::Duplicate);
+            continue;
+        }
+        let healed = heal(conn, &mut rows, event, last).await?;
+        rows.apply(event.clone().into())?;
+        outcomes.push(if healed > 0 {
+            Applied::Healed(healed)
+        } else {
+            Applied::Applied
+        });
+    }
+    let _ = store::flush(conn, &tables, NewRows::Insert, &mut rows).await?;
+    Ok(outcomes)
+}
+
+/// The aggregate ids the events touch, per view (tickets, orders,
+/// payments), each once.
+fn ids_by_kind(events: &[&ProjectedEvent]) -> [Vec<String>; 3] {
+    let mut seen = HashSet::with_capacity(events.len());
+    let mut ids: [Vec<String>; 3] = Default::default();
+    for event in events {
+        let (kind, id) = (event.kind(), event.aggregate_id());
+        if seen.insert((kind, id)) {
+            let slot = match kind {
+                AggregateKind::Ticket => 0,
+                AggregateKind::Order => 1,
+                AggregateKind::Payment => 2,
+            };
+            ids[slot].push(id.to_owned());
+        }
+    }
+    ids
+}
+
+/// Folds the events between the checkpoint `last` and `event` into `rows`,
+/// read from the event store exactly as the relay publishes them; how many.
+/// Every one must be there and apply: a gap is never skipped.
 async fn heal(
     conn: &mut PgConnection,
+    rows: &mut Rows,
     event: &ProjectedEvent,
     last: i64,
 ) -> Result<usize, ProjectionError> {
@@ -85,15 +131,7 @@ async fn heal(
         if missing.sequence() != expected {
             break;
         }
-        if !views::apply(conn, &missing).await? {
-            return Err(ProjectionError::Inconsistent {
-                aggregate_type: kind.type_name(),
-                aggregate_id: id.to_owned(),
-                event_type: missing.event_type(),
-                sequence: expected,
-                last_sequence: expected - 1,
-            });
-        }
+        rows.apply(missing.into())?;
         expected += 1;
     }
     if expected <= to {
@@ -104,5 +142,12 @@ async fn heal(
             missing: expected,
         });
     }
+    tracing::info!(
+        aggregate_type = kind.type_name(),
+        aggregate_id = id,
+        from,
+        to,
+        "healed a gap from the event store"
+    );
     Ok(payloads.len())
 }

@@ -1,7 +1,7 @@
 //! From a Kafka message (or an envelope re-read from the event store) to a
 //! typed event. Decoding is pure, so a failure here is final.
 
-use ticketing_relay::Topics;
+use ticketing_relay::{Cursor, FoldEvent, Topics, WirePayload};
 use ticketing_schemas::{Envelope, OrderEventV1, PaymentEventV1, TicketEventV1, WireEvent};
 
 /// The aggregate types projected, one per topic and one view each.
@@ -175,4 +175,26 @@ where
         expected: E::AGGREGATE_TYPE,
         source,
     })
+}
+
+/// What the fold needs of an event ([`crate::rows`]); the live projector
+/// has no relay cursor to give, and the fold does not read it.
+impl From<ProjectedEvent> for FoldEvent {
+    fn from(event: ProjectedEvent) -> Self {
+        fn fold<E>(envelope: Envelope<E>, event: impl FnOnce(E) -> WirePayload) -> FoldEvent {
+            FoldEvent {
+                cursor: Cursor::default(),
+                aggregate_id: envelope.aggregate_id,
+                sequence: envelope.sequence,
+                global_position: envelope.global_position,
+                timestamp: envelope.timestamp,
+                event: event(envelope.event),
+            }
+        }
+        match event {
+            ProjectedEvent::Ticket(e) => fold(e, WirePayload::Ticket),
+            ProjectedEvent::Order(e) => fold(e, WirePayload::Order),
+            ProjectedEvent::Payment(e) => fold(e, WirePayload::Payment),
+        }
+    }
 }

@@ -41,6 +41,16 @@ pub enum ProjectionError {
         #[source]
         source: Box<RelayError>,
     },
+    /// Another worker wrote a row this batch was about to create (the
+    /// partitions moved during the batch); applying it again sees that row.
+    #[error(
+        "{table}: {written} of {expected} rows written; another worker wrote the rest meanwhile"
+    )]
+    Raced {
+        table: String,
+        expected: usize,
+        written: u64,
+    },
     #[error("failed to create the Kafka client")]
     Client(#[source] KafkaError),
     #[error("failed to subscribe to the topics")]
@@ -68,7 +78,7 @@ impl ProjectionError {
                 RelayError::Database(error) => is_transient_sql(error),
                 _ => false,
             },
-            ProjectionError::DeadLetter { .. } => true,
+            ProjectionError::DeadLetter { .. } | ProjectionError::Raced { .. } => true,
             _ => false,
         }
     }

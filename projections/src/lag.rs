@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -42,10 +43,29 @@ pub(crate) fn spawn_monitor(
     })
 }
 
+/// The position's floor is the group's committed offset (what a restarted
+/// worker resumes from), or the earliest offset if it has none: never the
+/// high watermark, so a backlog is reported as soon as it is known.
 fn refresh(consumer: &ProjectionConsumer, metrics: &ProjectionMetrics) {
+    let committed = match consumer.committed(QUERY_TIMEOUT) {
+        Ok(committed) => committed,
+        Err(error) => {
+            tracing::debug!(error.message = %error, "cannot read committed offsets");
+            TopicPartitionList::new()
+        }
+    };
     for (topic, partition) in metrics.assigned() {
+        let committed =
+            committed
+                .find_partition(&topic, partition)
+                .and_then(|p| match p.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                });
         match consumer.fetch_watermarks(&topic, partition, QUERY_TIMEOUT) {
-            Ok((low, high)) => metrics.observe_partition((topic, partition), high, low),
+            Ok((low, high)) => {
+                metrics.observe_partition((topic, partition), high, committed.unwrap_or(low));
+            }
             Err(error) => {
                 tracing::debug!(error.message = %error, topic, partition, "cannot read watermarks");
             }

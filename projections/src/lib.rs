@@ -8,9 +8,18 @@
 //! again), so applying must be idempotent. Each view row carries its own
 //! checkpoint, `last_sequence`: the aggregate's last applied event. An event
 //! applies only if it is the next one (`sequence = last_sequence + 1`), and
-//! the change and the new checkpoint are one statement in one transaction,
-//! so an event seen twice finds the checkpoint already past it and changes
-//! nothing. Kafka offsets are committed only after that transaction.
+//! the change and the new checkpoint are one row written in one
+//! transaction, so an event seen twice finds the checkpoint already past it
+//! and changes nothing. Kafka offsets are committed only after that
+//! transaction.
+//!
+//! # Set-based
+//!
+//! A batch is decoded at once, the rows it continues are loaded and locked
+//! with one statement per view, its events are folded onto them in memory
+//! ([`rows`], the same fold `replay rebuild` uses), and the changed rows
+//! are written back with one or two multi-row statements per view: a
+//! handful of round trips per batch rather than one per event.
 //!
 //! # Order and gaps
 //!
@@ -35,7 +44,9 @@
 //! As zero2prod's delivery worker: [`Projector::try_project_batch`] takes
 //! one step and reports a [`ProjectOutcome`]; [`Projector::run_until_stopped`]
 //! only fetches, retries and commits. A batch is whatever the consumer has
-//! already fetched (never waited for), applied in one transaction.
+//! already fetched (never waited for), applied in one transaction; should
+//! it fail, its events are applied one per transaction, so that only the
+//! one that fails is retried and dead-lettered.
 
 mod apply;
 mod config;
@@ -47,11 +58,11 @@ mod lag;
 mod metrics;
 pub mod rebuild;
 pub mod redrive;
+mod rows;
 mod step;
-mod views;
 mod worker;
 
-pub use apply::{apply_event, Applied};
+pub use apply::{apply_event, apply_events, Applied};
 pub use config::{ProjectionConfig, DLQ_SUFFIX};
 pub use decode::{AggregateKind, DecodeError, ProjectedEvent};
 pub use error::ProjectionError;

@@ -42,6 +42,11 @@ pub struct PartitionLag {
     pub high_watermark: i64,
     /// The next offset to project: everything before it is in the database.
     pub position: i64,
+    /// Whether the broker has reported the high watermark since the
+    /// partition was assigned. Until then the lag is unknown: it is not
+    /// exported (a 0 would claim a backlog that may be large is gone), and
+    /// the worker is not ready.
+    pub measured: bool,
 }
 
 impl PartitionLag {
@@ -117,6 +122,24 @@ impl ProjectionMetrics {
         }
     }
 
+    /// Exports every counter an alert rule reads, at 0, for `topics`: an
+    /// alert on `increase(...) > 0` cannot fire on a series whose first
+    /// sample is already 1.
+    pub(crate) fn register(&self, topics: &[&str]) {
+        for &topic in topics {
+            for outcome in ["applied", "duplicate", "dead_lettered"] {
+                metrics::counter!("events_processed_total", "topic" => topic.to_owned(), "outcome" => outcome)
+                    .increment(0);
+            }
+            for reason in ["decode", "apply", "transient"] {
+                metrics::counter!("events_failed_total", "topic" => topic.to_owned(), "reason" => reason)
+                    .increment(0);
+            }
+            metrics::counter!("dlq_messages_total", "topic" => topic.to_owned()).increment(0);
+            metrics::counter!("events_healed_total", "topic" => topic.to_owned()).increment(0);
+        }
+    }
+
     /// The largest lag over the assigned partitions (0 with none).
     pub fn max_lag(&self) -> i64 {
         lock(&self.partitions)
@@ -136,6 +159,9 @@ impl ProjectionMetrics {
     pub fn readiness(&self, max_lag_bound: i64) -> Result<(), String> {
         if !self.joined.load(Ordering::Relaxed) {
             return Err("projection consumer has not joined its group yet".to_owned());
+        }
+        if lock(&self.partitions).values().any(|p| !p.measured) {
+            return Err("projection lag not measured yet".to_owned());
         }
         let lag = self.max_lag();
         if lag > max_lag_bound {
@@ -215,6 +241,17 @@ impl ProjectionMetrics {
         export_lag(topic, partition, entry);
     }
 
+    /// Messages up to `next_offset` of the partition were fetched, so the
+    /// high watermark is at least there (a broker's report can be older, or,
+    /// as with some Kafka-compatible brokers, lower).
+    pub(crate) fn record_fetched(&self, topic: &str, partition: i32, next_offset: i64) {
+        let mut partitions = lock(&self.partitions);
+        if let Some(entry) = partitions.get_mut(&(topic.to_owned(), partition)) {
+            entry.high_watermark = entry.high_watermark.max(next_offset);
+            export_lag(topic, partition, entry);
+        }
+    }
+
     /// The assignment changed: partitions no longer ours stop counting.
     pub(crate) fn set_assignment(&self, assigned: &[(String, i32)]) {
         self.joined.store(true, Ordering::Relaxed);
@@ -242,8 +279,12 @@ impl ProjectionMetrics {
     /// when this worker has not projected anything there yet. Watermarks
     /// only grow: two sources report them, each sometimes late.
     pub(crate) fn observe_partition(&self, key: (String, i32), high: i64, floor: i64) {
+        if high < 0 {
+            return;
+        }
         let mut partitions = lock(&self.partitions);
         if let Some(entry) = partitions.get_mut(&key) {
+            entry.measured = true;
             entry.high_watermark = entry.high_watermark.max(high);
             if floor >= 0 {
                 entry.position = entry.position.max(floor);
@@ -267,7 +308,9 @@ fn lag_gauge(topic: &str, partition: i32) -> metrics::Gauge {
 }
 
 fn export_lag(topic: &str, partition: i32, lag: &PartitionLag) {
-    lag_gauge(topic, partition).set(lag.lag() as f64);
+    if lag.measured {
+        lag_gauge(topic, partition).set(lag.lag() as f64);
+    }
 }
 
 /// A panic while a lock was held cannot leave counters unusable.

@@ -6,7 +6,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use ticketing_eventstore::trace_context;
 use tracing::{Instrument, Span};
 
-use crate::apply::{apply_event, Applied};
+use crate::apply::{apply_event, apply_events, Applied};
 use crate::dead_letter::error_chain;
 use crate::decode::{DecodeError, ProjectedEvent};
 use crate::{ProjectionError, Projector};
@@ -157,25 +157,45 @@ impl Projector {
         Ok(ProjectOutcome::Projected(report))
     }
 
-    /// Every decoded event in one transaction; all or nothing. Each event
-    /// is applied in its message's span.
+    /// Every decoded event in one transaction, set-based
+    /// ([`apply_events`]); all or nothing.
     async fn apply_together(
         &self,
         batch: &[Incoming],
         decoded: &[Result<ProjectedEvent, DecodeError>],
         spans: &[Span],
     ) -> Result<Vec<Applied>, ProjectionError> {
-        let mut tx = self.pool().begin().await?;
-        let mut outcomes = Vec::with_capacity(decoded.len());
+        let mut applying = Vec::with_capacity(decoded.len());
+        let mut events = Vec::with_capacity(decoded.len());
         for ((incoming, event), span) in batch.iter().zip(decoded).zip(spans) {
-            let Ok(event) = event else { continue };
-            let applied = apply_event(&mut tx, event).instrument(span.clone()).await?;
-            outcomes.push((incoming, event, span, applied));
+            if let Ok(event) = event {
+                applying.push((incoming, span));
+                events.push(event);
+            }
         }
-        tx.commit().await?;
-        Ok(outcomes
+        // One write serves every message of the batch: its span links to
+        // each message's span (as OpenTelemetry models batch processing).
+        let write = tracing::info_span!(
+            "projection.write",
+            otel.name = "projection write",
+            messages = events.len()
+        );
+        for (_, span) in &applying {
+            trace_context::link_to(&write, trace_context::traceparent_of(span).as_deref());
+        }
+        let outcomes = async {
+            let mut tx = self.pool().begin().await?;
+            let outcomes = apply_events(&mut tx, &events).await?;
+            tx.commit().await?;
+            Ok::<_, ProjectionError>(outcomes)
+        }
+        .instrument(write)
+        .await?;
+        Ok(applying
             .into_iter()
-            .map(|(incoming, event, span, applied)| {
+            .zip(events)
+            .zip(outcomes)
+            .map(|(((incoming, span), event), applied)| {
                 self.record(incoming.topic(), event, span, applied);
                 applied
             })

@@ -79,6 +79,7 @@ impl Projector {
         self,
         shutdown: CancellationToken,
     ) -> Result<(), ProjectionError> {
+        self.metrics.register(&self.config.topics.all());
         if !self.provision(&shutdown).await {
             return Ok(());
         }
@@ -100,6 +101,9 @@ impl Projector {
                 () = shutdown.cancelled() => break,
                 batch = next_batch(&consumer, self.config.max_batch) => batch,
             };
+            for ((topic, partition), next) in next_offsets(&batch) {
+                self.metrics.record_fetched(topic, partition, next);
+            }
             if !self.project_until_done(&batch, &shutdown).await {
                 break;
             }
@@ -146,14 +150,7 @@ impl Projector {
         if batch.is_empty() {
             return;
         }
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for incoming in batch {
-            let message = &incoming.message;
-            let offset = next
-                .entry((message.topic(), message.partition()))
-                .or_default();
-            *offset = (*offset).max(message.offset() + 1);
-        }
+        let next = next_offsets(batch);
         let mut offsets = TopicPartitionList::new();
         for (&(topic, partition), &offset) in &next {
             if let Err(error) =
@@ -215,6 +212,19 @@ async fn next_batch(consumer: &ProjectionConsumer, max: usize) -> Vec<Incoming> 
         }
     }
     batch
+}
+
+/// The offset after each partition's last message in `batch`.
+fn next_offsets(batch: &[Incoming]) -> HashMap<(&str, i32), i64> {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for incoming in batch {
+        let message = &incoming.message;
+        let offset = next
+            .entry((message.topic(), message.partition()))
+            .or_default();
+        *offset = (*offset).max(message.offset() + 1);
+    }
+    next
 }
 
 /// 50 ms doubling up to 5 s.

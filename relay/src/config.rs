@@ -55,7 +55,7 @@ impl Default for RelayConfig {
             topics: Topics::default(),
             partitions: 6,
             replication_factor: 1,
-            batch_size: 500,
+            batch_size: 2_000,
             poll_interval: Duration::from_millis(10),
             message_timeout: Duration::from_secs(30),
             lock_retry_interval: Duration::from_secs(1),

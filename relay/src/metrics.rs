@@ -103,6 +103,17 @@ impl RelayMetrics {
         }
     }
 
+    /// Exports the counters an alert or dashboard reads, at 0, for
+    /// `topics`, so that the first failure is an increase.
+    pub(crate) fn register(&self, topics: &[&str]) {
+        for &topic in topics {
+            metrics::counter!("events_published_total", "topic" => topic.to_owned()).increment(0);
+        }
+        for reason in ["delivery", "blocked"] {
+            metrics::counter!("relay_failed_batches_total", "reason" => reason).increment(0);
+        }
+    }
+
     pub(crate) fn set_backlog(&self, backlog: u64) {
         self.backlog.store(backlog, Ordering::Relaxed);
         metrics::gauge!("outbox_backlog_events").set(backlog as f64);

@@ -94,7 +94,7 @@ pub(crate) async fn save_cursor(
 /// joined by a row sorting before them (see the crate docs), whereas a
 /// younger committed row could still be overtaken by an older transaction
 /// committing late.
-#[tracing::instrument(skip(conn))]
+#[tracing::instrument(level = "debug", skip(conn))]
 pub(crate) async fn fetch_publishable(
     conn: &mut PgConnection,
     after: Cursor,
@@ -130,24 +130,23 @@ pub(crate) async fn fetch_publishable(
 ///
 /// `pg_snapshot_xmin` alone would be server-wide: a long transaction in any
 /// other database of the cluster (a report, a migration, another tenant)
-/// would hold back publication here. Two steps keep it safe: the snapshot
-/// first, then which of its in-flight transactions belong to this database.
-/// A transaction that ends in between is left out of the horizon, but it has
-/// ended before [`fetch_publishable`] takes its own snapshot, so its rows are
-/// visible there. (Prepared two-phase transactions are not backends; the
-/// event store does not use them.)
+/// would hold back publication here. So the statement takes its snapshot
+/// first, then keeps those of its in-flight transactions that belong to
+/// this database (`pg_stat_activity`, read after the snapshot). A
+/// transaction that ends in between is left out of the horizon, but it has
+/// ended before [`fetch_publishable`] takes its own snapshot, so its rows
+/// are visible there; one that starts in between has an id above the
+/// snapshot's `xmax`. (Prepared two-phase transactions are not backends;
+/// the event store does not use them.)
 pub(crate) async fn publish_horizon(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
-        .fetch_one(&mut *conn)
-        .await?;
     sqlx::query_scalar(
         "SELECT coalesce( \
-             (SELECT min(x) FROM pg_snapshot_xip($1::pg_snapshot) AS x \
+             (SELECT min(x) FROM pg_snapshot_xip(s.snapshot) AS x \
               WHERE x::xid IN (SELECT backend_xid FROM pg_stat_activity \
                                WHERE datname = current_database() AND backend_xid IS NOT NULL)), \
-             pg_snapshot_xmax($1::pg_snapshot))::text::bigint",
+             pg_snapshot_xmax(s.snapshot))::text::bigint \
+         FROM (SELECT pg_current_snapshot() AS snapshot) AS s",
     )
-    .bind(snapshot)
     .fetch_one(conn)
     .await
 }

@@ -165,9 +165,10 @@ fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
         .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        // A short linger groups a burst into one request without adding
-        // noticeable latency when events trickle in.
-        .set("linger.ms", "5")
+        // A batch is enqueued at once, so it fills requests without
+        // lingering; a millisecond still groups a trickle of single events
+        // without adding to their latency.
+        .set("linger.ms", "1")
         // Nagle's algorithm holds small produce requests back for the
         // peer's delayed ACK (tens of ms on Linux), per batch.
         .set("socket.nagle.disable", "true")

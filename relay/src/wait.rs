@@ -77,10 +77,12 @@ pub(crate) fn next_after_failure(woke: Woke) -> Wait {
     }
 }
 
-/// Whether a notification arrived before `timeout`. Notifications already
-/// queued are consumed too: one query serves them all.
+/// Whether a notification arrived before `timeout`: a commit in this
+/// process, or a NOTIFY. Notifications already queued are consumed too: one
+/// query serves them all.
 async fn wait_for_events(listener: &mut PgListener, timeout: Duration) -> bool {
     tokio::select! {
+        () = ticketing_eventstore::events_committed() => true,
         received = listener.recv() => match received {
             Ok(_) => {
                 // Bounded, so a stream of commits cannot starve publication.

@@ -8,8 +8,8 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::encode::encode;
-use crate::outbox::{self, CURSOR_NAME, NOTIFY_CHANNEL};
+use crate::encode::{encode, OutgoingMessage};
+use crate::outbox::{self, Cursor, CURSOR_NAME, NOTIFY_CHANNEL};
 use crate::wait::{self, backoff, next_after_failure, next_after_idle, Wait};
 use crate::{leader, provision_topics, Publisher, RelayConfig, RelayError, RelayMetrics};
 
@@ -37,24 +37,46 @@ pub async fn try_publish_batch(
     publisher: &Publisher,
     metrics: &RelayMetrics,
 ) -> Result<PublishOutcome, RelayError> {
-    let config = publisher.config();
     let cursor = outbox::load_cursor(conn, CURSOR_NAME).await?;
-    let events = outbox::fetch_publishable(conn, cursor, config.batch_size).await?;
-    let messages = events
+    let batch = read_batch(conn, cursor, publisher.config()).await?;
+    if batch.is_empty() {
+        return Ok(PublishOutcome::Idle);
+    }
+    publisher.publish_all(&batch).await?;
+    acknowledged(conn, &batch, metrics).await?;
+    Ok(PublishOutcome::Published(batch.len()))
+}
+
+/// The next batch after `after`, encoded and ready to send.
+async fn read_batch(
+    conn: &mut PgConnection,
+    after: Cursor,
+    config: &RelayConfig,
+) -> Result<Vec<OutgoingMessage>, RelayError> {
+    let events = outbox::fetch_publishable(conn, after, config.batch_size).await?;
+    events
         .iter()
         .map(|event| encode(event, &config.topics))
-        .collect::<Result<Vec<_>, _>>()?;
-    let Some(last) = messages.last() else {
-        return Ok(PublishOutcome::Idle);
+        .collect()
+}
+
+/// Moves the durable cursor past `batch`, which the broker acknowledged in
+/// full; the new cursor.
+async fn acknowledged(
+    conn: &mut PgConnection,
+    batch: &[OutgoingMessage],
+    metrics: &RelayMetrics,
+) -> Result<Option<Cursor>, RelayError> {
+    let Some(last) = batch.last() else {
+        return Ok(None);
     };
-    publisher.publish_all(&messages).await?;
     let acked_at = Utc::now();
     outbox::save_cursor(conn, CURSOR_NAME, last.cursor).await?;
     metrics.record_published(
-        messages.iter().map(|m| (m.topic.as_str(), m.recorded_at)),
+        batch.iter().map(|m| (m.topic.as_str(), m.recorded_at)),
         acked_at,
     );
-    Ok(PublishOutcome::Published(messages.len()))
+    Ok(Some(last.cursor))
 }
 
 /// The relay role: stands by until it holds the lock, then publishes until
@@ -89,6 +111,7 @@ impl Relay {
     /// timeout), so its cursor is saved. Failures are logged and retried,
     /// never returned: the relay must outlive a broker or database outage.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        self.metrics.register(&self.config.topics.all());
         let retry = self.config.lock_retry_interval;
         while let Some(conn) = leader::acquire(&self.pool, retry, &shutdown).await {
             tracing::info!("relay lock acquired; publishing");
@@ -112,6 +135,12 @@ impl Relay {
     /// Publishes while `conn` (holding the lock) works. Returns `Ok` when
     /// shut down, and the error when the database failed: the lock may be
     /// gone with the connection, and another relay may already lead.
+    ///
+    /// The cursor is kept in memory while leading (only the leader writes
+    /// it). With a backlog, the next batch is read and encoded while the
+    /// broker acknowledges the last one; it is sent only once the last one
+    /// was acknowledged in full, so a failed batch is re-sent before
+    /// anything after it, in the same order.
     async fn lead(
         &self,
         mut conn: PgConnection,
@@ -122,6 +151,9 @@ impl Relay {
         let Some(mut publisher) = self.start_publisher(shutdown).await? else {
             return Ok(());
         };
+        let mut cursor = outbox::load_cursor(&mut conn, CURSOR_NAME).await?;
+        self.refresh_backlog(&mut conn, cursor).await?;
+        let mut ahead: Option<Vec<OutgoingMessage>> = None;
         let mut next = Wait::Now;
         let mut backlog_at = Instant::now();
         let mut summary_at = Instant::now();
@@ -131,30 +163,48 @@ impl Relay {
                 () = shutdown.cancelled() => return Ok(()),
                 woke = wait::until(next, &mut listener, self.config.poll_interval) => woke,
             };
-            next = match try_publish_batch(&mut conn, &publisher, &self.metrics).await {
-                Ok(PublishOutcome::Published(n)) if n >= self.batch_len() => Wait::Now,
-                // More may be held back by a transaction in flight: look
-                // again shortly, as after a notification.
-                Ok(PublishOutcome::Published(_)) => Wait::Recheck(0),
-                Ok(PublishOutcome::Idle) => next_after_idle(woke),
-                Err(RelayError::Database(error)) => return Err(error.into()),
-                Err(error @ RelayError::Delivery { .. }) => {
-                    self.metrics.record_failed_batch("delivery");
-                    tracing::warn!(error.cause_chain = ?error, error.message = %error, "batch not published; retrying it");
-                    self.recover(&mut publisher).await;
-                    next_after_failure(woke)
+            let batch = match ahead.take() {
+                Some(batch) => Ok(batch),
+                None => read_batch(&mut conn, cursor, &self.config).await,
+            };
+            next = match batch {
+                Ok(batch) if batch.is_empty() => next_after_idle(woke),
+                Ok(batch) => {
+                    let full = batch.len() >= self.batch_len();
+                    let (sent, read_ahead) = tokio::join!(publisher.publish_all(&batch), async {
+                        match batch.last() {
+                            Some(last) if full => {
+                                Some(read_batch(&mut conn, last.cursor, &self.config).await)
+                            }
+                            _ => None,
+                        }
+                    });
+                    match sent {
+                        Ok(()) => {
+                            if let Some(acked) =
+                                acknowledged(&mut conn, &batch, &self.metrics).await?
+                            {
+                                cursor = acked;
+                            }
+                            // A batch read ahead that failed is read again,
+                            // and its error handled, as the next batch.
+                            ahead = read_ahead.and_then(Result::ok);
+                            // More may be held back by a transaction in
+                            // flight: look again shortly.
+                            if full {
+                                Wait::Now
+                            } else {
+                                Wait::Recheck(0)
+                            }
+                        }
+                        Err(error) => self.failed(error, woke, &mut publisher).await?,
+                    }
                 }
-                Err(error) => {
-                    // An event this release cannot convert: stop at it (the
-                    // backlog grows, alerting) until a release that can runs.
-                    self.metrics.record_failed_batch("blocked");
-                    tracing::error!(error.cause_chain = ?error, error.message = %error, "relay blocked on an event");
-                    next_after_failure(woke)
-                }
+                Err(error) => self.failed(error, woke, &mut publisher).await?,
             };
             if backlog_at.elapsed() >= BACKLOG_REFRESH {
                 backlog_at = Instant::now();
-                self.refresh_backlog(&mut conn).await?;
+                self.refresh_backlog(&mut conn, cursor).await?;
             }
             if summary_at.elapsed() >= SUMMARY_PERIOD {
                 summary_at = Instant::now();
@@ -166,6 +216,32 @@ impl Relay {
                     p99_ms = m.latency_p99.as_millis(),
                     "relay summary"
                 );
+            }
+        }
+    }
+
+    /// What to wait for after a failed step; a database error ends the
+    /// lead, since the lock may have gone with the connection.
+    async fn failed(
+        &self,
+        error: RelayError,
+        woke: wait::Woke,
+        publisher: &mut Publisher,
+    ) -> Result<Wait, RelayError> {
+        match error {
+            error @ RelayError::Database(_) => Err(error),
+            error @ RelayError::Delivery { .. } => {
+                self.metrics.record_failed_batch("delivery");
+                tracing::warn!(error.cause_chain = ?error, error.message = %error, "batch not published; retrying it");
+                self.recover(publisher).await;
+                Ok(next_after_failure(woke))
+            }
+            error => {
+                // An event this release cannot convert: stop at it (the
+                // backlog grows, alerting) until a release that can runs.
+                self.metrics.record_failed_batch("blocked");
+                tracing::error!(error.cause_chain = ?error, error.message = %error, "relay blocked on an event");
+                Ok(next_after_failure(woke))
             }
         }
     }
@@ -205,8 +281,11 @@ impl Relay {
         }
     }
 
-    async fn refresh_backlog(&self, conn: &mut PgConnection) -> Result<(), RelayError> {
-        let cursor = outbox::load_cursor(conn, CURSOR_NAME).await?;
+    async fn refresh_backlog(
+        &self,
+        conn: &mut PgConnection,
+        cursor: Cursor,
+    ) -> Result<(), RelayError> {
         let pending = outbox::backlog(conn, cursor, BACKLOG_BOUND).await?;
         self.metrics
             .set_backlog(u64::try_from(pending).unwrap_or_default());

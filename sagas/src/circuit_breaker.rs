@@ -64,6 +64,17 @@ pub struct CircuitBreaker {
 impl CircuitBreaker {
     #[must_use]
     pub fn new(name: &'static str, settings: BreakerSettings) -> Self {
+        // Exported at 0 from the start: an alert on `increase(...) > 0`
+        // cannot fire on a series whose first sample is already 1.
+        for to in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            metrics::counter!("circuit_breaker_state_changes_total", "breaker" => name, "to" => to.as_str())
+                .increment(0);
+        }
+        metrics::gauge!("circuit_breaker_open", "breaker" => name).set(0.0);
         Self {
             name,
             settings,

@@ -44,6 +44,14 @@ impl TimerTask {
         }
     }
 
+    /// Every [`TimerTask::kind`], for metrics exported before any fires.
+    pub const KINDS: [&'static str; 4] = [
+        "order-expiry",
+        "release-ticket",
+        "reservation-check",
+        "payment-recovery",
+    ];
+
     /// A short name for logs and metrics.
     #[must_use]
     pub fn kind(&self) -> &'static str {

@@ -80,6 +80,11 @@ impl SagaWorker {
     /// Runs rounds until `shutdown`; a round in progress is finished first.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, "saga worker started");
+        // Exported at 0, so that the first failure is an increase.
+        for kind in TimerTask::KINDS {
+            metrics::counter!("saga_timer_failures_total", "kind" => kind).increment(0);
+            metrics::counter!("saga_timers_fired_total", "kind" => kind).increment(0);
+        }
         let mut last_gauge = tokio::time::Instant::now() - StdDuration::from_secs(60);
         while !shutdown.is_cancelled() {
             let pause = match self.try_execute_task().await {

@@ -3,7 +3,7 @@ use clap::Args;
 use sqlx::PgPool;
 
 /// Where the event store and the read models live.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct DatabaseArg {
     /// PostgreSQL URL (the password, if any, is never logged).
     #[arg(
@@ -20,6 +20,14 @@ pub(crate) struct DatabaseArg {
 }
 
 impl DatabaseArg {
+    /// A pool of at most `max_connections` of its own, for a part of the
+    /// process that must not queue behind the rest for connections.
+    pub(crate) async fn connect_with(&self, max_connections: u32) -> anyhow::Result<PgPool> {
+        ticketing_eventstore::connect(&self.database_url, max_connections)
+            .await
+            .context("Failed to open the database pool")
+    }
+
     /// Connects and applies pending migrations.
     pub(crate) async fn connect_and_migrate(&self) -> anyhow::Result<PgPool> {
         let pool = ticketing_eventstore::connect(&self.database_url, self.database_max_connections)

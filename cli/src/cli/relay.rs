@@ -42,7 +42,7 @@ pub(crate) struct RelayArgs {
     kafka_replication_factor: i32,
 
     /// Most events published in one batch.
-    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 2_000)]
     relay_batch_size: u32,
 
     /// Poll period in milliseconds when the relay is idle (it does not

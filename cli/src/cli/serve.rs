@@ -59,6 +59,16 @@ pub(crate) struct Arg {
     #[arg(long, env = "LIST_LIMIT", default_value_t = 1_000)]
     list_limit: u32,
 
+    /// Threads of the runtime the relay and the projection worker run on,
+    /// apart from the HTTP connections', so that thousands of connections
+    /// cannot starve the read side of CPU.
+    #[arg(long, env = "PIPELINE_THREADS", default_value_t = 2)]
+    pipeline_threads: usize,
+
+    /// Connections of the relay's and projection worker's own pool.
+    #[arg(long, env = "PIPELINE_DATABASE_CONNECTIONS", default_value_t = 8)]
+    pipeline_database_connections: u32,
+
     /// The outbox relay, run alongside the gateway (KAFKA_BROKERS, …).
     #[command(flatten)]
     relay: RelayArgs,
@@ -95,17 +105,39 @@ impl Arg {
         )
         .await
         .context("Failed to bind the HTTP listener")?;
-        // One token stops both roles: the gateway drains its requests while
+        // One token stops every role: the gateway drains its requests while
         // the relay finishes the batch it is sending.
         let shutdown = CancellationToken::new();
-        let (projector, projection_ready) =
-            self.projection
-                .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
+        // The relay and the projection worker get a runtime, and a pool, of
+        // their own: on the gateway's runtime their tasks would queue behind
+        // every HTTP connection's, and the read side would fall behind
+        // under exactly the load it must keep up with.
+        let pipeline = PipelineRuntime::start(self.pipeline_threads)?;
+        let pipeline_pool = {
+            let connections = self.pipeline_database_connections.max(2);
+            let database = self.database.clone();
+            pipeline
+                .handle
+                .spawn(async move { database.connect_with(connections).await })
+                .await
+                .context("The pipeline pool task failed")??
+        };
+        let (projector, projection_ready) = {
+            let _pipeline = pipeline.handle.enter();
+            self.projection.spawn(
+                pipeline_pool.clone(),
+                &self.relay.config(),
+                shutdown.clone(),
+            )?
+        };
+        let relay = {
+            let _pipeline = pipeline.handle.enter();
+            self.relay.spawn(pipeline_pool, shutdown.clone())
+        };
         let app = app
             .with_readiness_check("projections", projection_ready)
             .with_metrics(crate::telemetry::metrics_render());
-        let saga = self.saga.spawn(pool.clone(), &sagas, shutdown.clone());
-        let relay = self.relay.spawn(pool, shutdown.clone());
+        let saga = self.saga.spawn(pool, &sagas, shutdown.clone());
         let _signal = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
@@ -125,5 +157,36 @@ impl Arg {
         served.context("HTTP server failed")?;
         tracing::info!("drained, exiting");
         Ok(())
+    }
+}
+
+/// The pipeline's runtime. Dropping a runtime blocks until its tasks end,
+/// which would panic in an async context; this one is shut down in the
+/// background instead (its tasks have been stopped by then, or are aborted).
+struct PipelineRuntime {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PipelineRuntime {
+    fn start(threads: usize) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("pipeline")
+            .enable_all()
+            .build()
+            .context("Failed to start the pipeline runtime")?;
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for PipelineRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }

@@ -20,6 +20,9 @@ pub(crate) struct System {
     pub(crate) address: String,
     process: Child,
     database: Option<ScratchDatabase>,
+    port: u16,
+    suffix: String,
+    env: Vec<(String, String)>,
 }
 
 pub(crate) async fn start_system() -> System {
@@ -30,10 +33,28 @@ pub(crate) async fn start_system_with(env: &[(&str, &str)]) -> System {
     let suffix = Uuid::new_v4().simple().to_string();
     let database = ScratchDatabase::create("ticketing_e2e", 2).await.unwrap();
     let port = free_port();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let process = spawn_serve(database.url(), port, &suffix, &env);
+    let system = System {
+        address: format!("http://127.0.0.1:{port}"),
+        process,
+        database: Some(database),
+        port,
+        suffix,
+        env,
+    };
+    system.wait_until_ready().await;
+    system
+}
+
+fn spawn_serve(database_url: &str, port: u16, suffix: &str, env: &[(String, String)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ticketing"));
     let _ = command
         .arg("serve")
-        .env("DATABASE_URL", database.url())
+        .env("DATABASE_URL", database_url)
         .env("PORT", port.to_string())
         .env("TICKETS_TOPIC", format!("e2e-{suffix}.tickets.v1"))
         .env("ORDERS_TOPIC", format!("e2e-{suffix}.orders.v1"))
@@ -53,14 +74,7 @@ pub(crate) async fn start_system_with(env: &[(&str, &str)]) -> System {
     for (name, value) in env {
         let _ = command.env(name, value);
     }
-    let process = command.spawn().unwrap();
-    let system = System {
-        address: format!("http://127.0.0.1:{port}"),
-        process,
-        database: Some(database),
-    };
-    system.wait_until_ready().await;
-    system
+    command.spawn().unwrap()
 }
 
 impl System {
@@ -69,11 +83,34 @@ impl System {
         self.database.as_ref().map_or("", ScratchDatabase::url)
     }
 
+    /// Kills the process at once (SIGKILL: no batch is finished, no offset
+    /// committed), leaving its database and topics.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// Starts the process again on the same database and topics, without
+    /// waiting for it to be ready.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        self.process = spawn_serve(self.database_url(), self.port, &self.suffix, &self.env);
+    }
+
+    /// The Prometheus text `/metrics` answers, if it answers.
+    pub(crate) async fn metrics(&self, client: &Client) -> Option<String> {
+        let response = client.get(self.url("/metrics")).send().await.ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        response.text().await.ok()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
-    async fn wait_until_ready(&self) {
+    pub(crate) async fn wait_until_ready(&self) {
         let client = Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -184,4 +221,23 @@ impl Drop for System {
             database.remove_blocking();
         }
     }
+}
+
+/// The samples of metric `name` in a Prometheus text exposition whose
+/// labels contain every one of `labels` (`key="value"`), as (labels, value).
+pub(crate) fn samples<'a>(exposition: &'a str, name: &str, labels: &[&str]) -> Vec<(&'a str, f64)> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, series_labels) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (metric == name && labels.iter().all(|l| series_labels.contains(l)))
+                .then(|| Some((series_labels, value.parse().ok()?)))
+                .flatten()
+        })
+        .collect()
 }

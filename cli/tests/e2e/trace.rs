@@ -145,10 +145,11 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
         .find(|p| p.name.contains(".orders."))
         .expect("the order event's projection");
     assert!(
-        spans
-            .iter()
-            .any(|s| s.parent_span_id == order_topic_projection.span_id),
-        "the read-model update runs inside the projection span"
+        spans.iter().any(|s| s.name == "projection write"
+            && s.links
+                .iter()
+                .any(|link| link.span_id == order_topic_projection.span_id)),
+        "the read-model write of the batch links to the projection span"
     );
     assert_eq!(order["status"], "created");
     // The expiry: the saga's span continues the request's trace, and the
@@ -159,4 +160,55 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
         follow_ups >= 1,
         "OrderExpired published as the saga span's child"
     );
+}
+
+/// Telemetry stays signal: a system with nothing to do exports no spans
+/// (its pollers trace at debug level), and the first request afterwards is
+/// still traced end to end.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_system_exports_no_spans_and_a_request_still_exports_its_trace() {
+    let collector = FakeCollectorServer::start().await.unwrap();
+    let endpoint = collector.endpoint();
+    let spans = collect(collector);
+    let system = start_system_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await;
+    // What start-up traced (provisioning the topics) has been exported by
+    // now; from here on the system is idle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    spans.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle: Vec<String> = spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    assert!(idle.is_empty(), "spans exported while idle: {idle:?}");
+
+    let (client, _) = system.signed_in_client().await;
+    let (ticket, _) = system.create_ticket(&client, "concert", 10.0).await;
+    let _ = system
+        .place_order(&client, ticket["id"].as_str().unwrap())
+        .await;
+    let spans = spans_when(&spans, |spans| {
+        spans
+            .iter()
+            .filter(|s| s.name == "POST /api/orders")
+            .any(|request| in_trace(spans, &request.trace_id, " process").count() >= 2)
+    })
+    .await;
+    let request = spans
+        .iter()
+        .find(|s| s.name == "POST /api/orders")
+        .expect("the order request's span");
+    assert_eq!(
+        in_trace(&spans, &request.trace_id, " publish").count(),
+        2,
+        "TicketReserved and OrderPlaced published in the request's trace"
+    );
+    assert_eq!(in_trace(&spans, &request.trace_id, " process").count(), 2);
 }

@@ -7,7 +7,8 @@
 //! ([`ticketing_relay::read_fold_events`]), by a reader task on a
 //! connection of its own that keeps a batch or two ahead of the fold.
 //!
-//! The rows are folded in memory per aggregate ([`fold`]) and held there
+//! The rows are folded in memory per aggregate ([`crate::rows`], as the
+//! live projector folds them) and held there
 //! across batches, so each row is written to the shadow tables once, by a
 //! binary `COPY`, rather than once per batch. What has been folded is
 //! committed, its rows with the checkpoint (`replay_checkpoints`) in one
@@ -31,9 +32,7 @@
 //! tables' checkpoints and is a duplicate or the next event. Readers wait
 //! only for that last transaction, a few milliseconds.
 
-mod fold;
 mod shadow;
-mod write;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -49,8 +48,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::AggregateKind;
+use crate::rows::store::{self, Lock, NewRows};
+use crate::rows::Rows;
 use crate::ProjectionError;
-use fold::Rows;
 use shadow::Shadow;
 pub use shadow::SHADOW_SCHEMA;
 
@@ -343,7 +343,7 @@ impl Rebuilder {
                 break;
             }
         }
-        let _ = write::flush(&mut tx, shadow, &mut rows).await?;
+        let _ = store::flush(&mut tx, &shadow.tables(), NewRows::Copy, &mut rows).await?;
         shadow.swap(&mut tx).await?;
         clear_checkpoint(&mut tx, REBUILD_CHECKPOINT).await?;
         tx.commit().await?;
@@ -444,7 +444,7 @@ async fn commit(
         return Ok(());
     }
     let mut tx = conn.begin().await?;
-    let written = write::flush(&mut tx, shadow, rows).await?;
+    let written = store::flush(&mut tx, &shadow.tables(), NewRows::Copy, rows).await?;
     save_checkpoint(&mut tx, REBUILD_CHECKPOINT, options, checkpoint).await?;
     tx.commit().await?;
     tracing::debug!(
@@ -507,7 +507,16 @@ async fn load_continued(
         }
     }
     if !(tickets.is_empty() && orders.is_empty() && payments.is_empty()) {
-        write::load(conn, shadow, rows, &tickets, &orders, &payments).await?;
+        store::load(
+            conn,
+            &shadow.tables(),
+            Lock::None,
+            rows,
+            &tickets,
+            &orders,
+            &payments,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 use sqlx::PgConnection;
 
+use crate::rows::store::Tables;
+
 /// The schema the shadow tables live in while a rebuild runs.
 pub const SHADOW_SCHEMA: &str = "replay_shadow";
 
@@ -43,6 +45,15 @@ impl Shadow {
     /// `name`'s shadow table, quoted and qualified.
     pub(crate) fn table(&self, name: &str) -> String {
         format!("{}.{}", quote(SHADOW_SCHEMA), quote(name))
+    }
+
+    /// The shadow tables, to load rows from and write them to.
+    pub(crate) fn tables(&self) -> Tables {
+        Tables {
+            tickets: self.table("ticket_views"),
+            orders: self.table("order_views"),
+            payments: self.table("payment_views"),
+        }
     }
 
     fn live_table(&self, name: &str) -> String {

@@ -189,3 +189,94 @@ async fn poison_messages_are_dead_lettered_and_later_events_still_apply() -> Tes
     }
     db.drop().await
 }
+
+/// A batch whose middle message cannot apply (a second creation of a ticket
+/// that exists, at the next sequence): only that message is dead-lettered,
+/// and the events around it, of the same ticket and of another, before and
+/// after it in the same batch, are applied in order.
+#[tokio::test]
+async fn only_the_failing_message_of_a_batch_is_dead_lettered() -> TestResult {
+    let db = TestDb::create().await?;
+    let config = common::config();
+    let producer = Producer::new(&config).await?;
+    let topic = config.topics.tickets.clone();
+    let update = |id: &str, sequence, title: &str| {
+        produce(
+            id,
+            sequence,
+            sequence,
+            TicketEventV1::TicketUpdated(TicketUpdatedV1 {
+                title: title.to_owned(),
+                price_cents: 900,
+            }),
+        )
+    };
+    producer
+        .send_all(
+            &topic,
+            &[
+                produce("t-a", 1, 1, ticket("Opera", 800, "seller")),
+                update("t-a", 2, "Opera, evening"),
+            ],
+        )
+        .await?;
+    let recreated = serde_json::to_vec(&produce("t-a", 3, 3, ticket("Opera again", 1, "x")))?;
+    let poison_at = producer.send_raw(&topic, "t-a", &recreated).await?;
+    producer
+        .send_all(
+            &topic,
+            &[
+                update("t-a", 3, "Opera, late"),
+                update("t-a", 4, "Opera, final"),
+                produce("t-b", 1, 5, ticket("Ballet", 500, "seller")),
+            ],
+        )
+        .await?;
+
+    // Everything is on the topic before the worker starts: its first
+    // fetches hold the whole batch.
+    let worker = RunningProjector::spawn(&db.pool, &config)?;
+    let metrics = worker.metrics.clone();
+    eventually(Duration::from_secs(30), || async {
+        Ok(metrics.snapshot().dead_lettered == 1 && db.applied_events().await? == 5)
+    })
+    .await?;
+    worker.stop().await?;
+
+    let (title, last_sequence, version): (String, i64, i64) =
+        sqlx::query_as("SELECT title, last_sequence, version FROM ticket_views WHERE id = 't-a'")
+            .fetch_one(&db.pool)
+            .await?;
+    assert_eq!(
+        (title.as_str(), last_sequence, version),
+        ("Opera, final", 4, 3)
+    );
+    let other: String = sqlx::query_scalar("SELECT title FROM ticket_views WHERE id = 't-b'")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(other, "Ballet");
+    let letters = read_dead_letters(
+        &config.brokers,
+        &ProjectionConfig::dead_letter_topic(&topic),
+        1,
+    )
+    .await?;
+    let letter = &letters[0];
+    assert_eq!(letter.payload, recreated);
+    assert_eq!(
+        (
+            letter.headers[dead_letter::HEADER_ORIGIN_PARTITION].as_str(),
+            letter.headers[dead_letter::HEADER_ORIGIN_OFFSET].as_str()
+        ),
+        (
+            poison_at.0.to_string().as_str(),
+            poison_at.1.to_string().as_str()
+        )
+    );
+    assert!(
+        letter.headers[dead_letter::HEADER_ERROR].contains("TicketCreated #3"),
+        "{:?}",
+        letter.headers
+    );
+    db.drop().await
+}

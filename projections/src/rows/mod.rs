@@ -1,8 +1,12 @@
-//! The read-model rows of a batch of aggregates, folded in memory: the same
-//! changes the view SQL of [`crate::views`] makes one statement at a time,
-//! made here to a row per aggregate so a rebuild writes each row once per
-//! batch. The rebuild test compares the result with live projections, so
-//! the two cannot drift apart unnoticed.
+//! How an event changes its read-model row: the one place that decides it,
+//! for the live projector and for `replay rebuild` alike.
+//!
+//! Rows are folded in memory, a row per aggregate, so that a batch of
+//! events costs one load and one write per table ([`store`]) rather than a
+//! statement per event. Every row carries its checkpoint, `last_sequence`:
+//! an event applies only if it is the next one, a repeat changes nothing,
+//! and anything else is an inconsistency the caller handles (the live
+//! projector heals gaps from the event store first).
 
 use std::collections::HashMap;
 
@@ -10,7 +14,9 @@ use chrono::{DateTime, Utc};
 use ticketing_relay::{FoldEvent, WirePayload};
 use ticketing_schemas::{OrderEventV1, OrderStatusV1, PaymentEventV1, TicketEventV1, WireEvent};
 
-use crate::ProjectionError;
+use crate::{AggregateKind, ProjectionError};
+
+pub(crate) mod store;
 
 /// A `ticket_views` row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -98,6 +104,9 @@ pub(crate) struct Rows {
     /// Every row of the shadow tables is held here (a run from empty
     /// shadow tables that dropped none), so none needs loading.
     pub(crate) complete: bool,
+    /// What `updated_at` is set to: when the live projector applies the
+    /// batch, or (`None`, a rebuild) when each event was recorded.
+    pub(crate) applied_at: Option<DateTime<Utc>>,
 }
 
 impl Rows {
@@ -106,6 +115,23 @@ impl Rows {
         Self {
             complete: true,
             ..Self::default()
+        }
+    }
+
+    /// Rows for the live projector's batch applied at `applied_at`.
+    pub(crate) fn applied_at(applied_at: DateTime<Utc>) -> Self {
+        Self {
+            applied_at: Some(applied_at),
+            ..Self::default()
+        }
+    }
+
+    /// The checkpoint of an aggregate's row held here.
+    pub(crate) fn last_sequence(&self, kind: AggregateKind, id: &str) -> Option<i64> {
+        match kind {
+            AggregateKind::Ticket => self.tickets.get(id).map(|row| row.last_sequence),
+            AggregateKind::Order => self.orders.get(id).map(|row| row.last_sequence),
+            AggregateKind::Payment => self.payments.get(id).map(|row| row.last_sequence),
         }
     }
 
@@ -134,7 +160,7 @@ impl Rows {
             id: event.aggregate_id,
             sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
             position: i64::try_from(event.global_position).unwrap_or(i64::MAX),
-            timestamp: event.timestamp,
+            timestamp: self.applied_at.unwrap_or(event.timestamp),
         };
         match event.event {
             WirePayload::Ticket(e) => self.apply_ticket(at, e),
@@ -339,7 +365,7 @@ impl Applying {
     }
 }
 
-/// The API's status strings, as [`crate::views`] writes them.
+/// The API's status strings.
 fn order_status(status: OrderStatusV1) -> &'static str {
     match status {
         OrderStatusV1::Created => "created",

@@ -1,33 +1,81 @@
-//! Moving folded rows in and out of the shadow tables: one `SELECT … =
-//! ANY` per table to load the rows a batch continues; to write them back,
-//! a binary `COPY` of the rows the tables do not have yet (most of them: a
-//! rebuild holds its rows in memory and writes each once, at the end) and
-//! one multi-row upsert (`UNNEST` of column arrays) per table of the rest.
+//! Moving folded rows in and out of the read-model tables (the live ones,
+//! or a rebuild's shadows): one `SELECT … = ANY` per table to load the rows
+//! a batch continues; to write them back, per table, one multi-row
+//! statement (`UNNEST` of column arrays) for the rows the table does not
+//! have yet and one upsert for the rest. A rebuild, whose tables nobody
+//! else writes, inserts its new rows by binary `COPY` instead (most of its
+//! rows: it holds them in memory and writes each once, at the end).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::fold::{OrderRow, PaymentRow, Rows, TicketRow, Written};
-use super::shadow::Shadow;
+use super::{OrderRow, PaymentRow, Rows, TicketRow, Written};
+use crate::ProjectionError;
+
+/// The tables rows are loaded from and written to, quoted as needed.
+#[derive(Debug, Clone)]
+pub(crate) struct Tables {
+    pub(crate) tickets: String,
+    pub(crate) orders: String,
+    pub(crate) payments: String,
+}
+
+impl Tables {
+    /// The live read models, in the connection's schema.
+    pub(crate) fn live() -> Self {
+        Self {
+            tickets: "ticket_views".to_owned(),
+            orders: "order_views".to_owned(),
+            payments: "payment_views".to_owned(),
+        }
+    }
+}
+
+/// Whether the loaded rows are locked until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Live tables: other workers may write them (during a rebalance), so
+    /// the rows a batch continues are locked, in key order, and stay as
+    /// loaded until its upsert.
+    ForUpdate,
+    /// A rebuild's shadow tables, which only the rebuild writes.
+    None,
+}
+
+/// How rows the tables do not have yet are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewRows {
+    /// `INSERT … ON CONFLICT DO NOTHING`: a row another worker inserted
+    /// since the load is not overwritten; the batch fails as
+    /// [`ProjectionError::Raced`] and is applied again on what is there.
+    Insert,
+    /// Binary `COPY`, for tables nobody else writes.
+    Copy,
+}
 
 /// The COPY data sent at once: big enough to keep the round trips few,
 /// small enough that a large flush is not held in memory twice.
 const COPY_CHUNK: usize = 1 << 20;
 
-/// Loads the shadow rows of the given aggregates into `rows`.
+/// Loads the rows of the given aggregates into `rows`.
 pub(crate) async fn load(
     conn: &mut PgConnection,
-    shadow: &Shadow,
+    tables: &Tables,
+    lock: Lock,
     rows: &mut Rows,
     tickets: &[String],
     orders: &[String],
     payments: &[String],
 ) -> sqlx::Result<()> {
+    let lock = match lock {
+        Lock::ForUpdate => "ORDER BY id FOR UPDATE",
+        Lock::None => "",
+    };
     if !tickets.is_empty() {
         let sql = format!(
             "SELECT id, title, price_cents, user_id, order_id, version, last_sequence, updated_at \
-             FROM {} WHERE id = ANY($1)",
-            shadow.table("ticket_views")
+             FROM {} WHERE id = ANY($1) {lock}",
+            tables.tickets
         );
         for row in sqlx::query_as::<_, TicketRow>(&sql)
             .bind(tickets)
@@ -45,8 +93,8 @@ pub(crate) async fn load(
         let sql = format!(
             "SELECT id, user_id, status, expires_at, ticket_id, ticket_title, ticket_price_cents, \
                     ticket_version, payment_id, version, last_sequence, placed_position, updated_at \
-             FROM {} WHERE id = ANY($1)",
-            shadow.table("order_views")
+             FROM {} WHERE id = ANY($1) {lock}",
+            tables.orders
         );
         for row in sqlx::query_as::<_, OrderRow>(&sql)
             .bind(orders)
@@ -64,8 +112,8 @@ pub(crate) async fn load(
         let sql = format!(
             "SELECT id, order_id, user_id, amount_cents, currency, status, stripe_id, \
                     failure_reason, version, last_sequence, updated_at \
-             FROM {} WHERE id = ANY($1)",
-            shadow.table("payment_views")
+             FROM {} WHERE id = ANY($1) {lock}",
+            tables.payments
         );
         for row in sqlx::query_as::<_, PaymentRow>(&sql)
             .bind(payments)
@@ -86,41 +134,74 @@ pub(crate) async fn load(
 /// written (and marks them written); how many.
 pub(crate) async fn flush(
     conn: &mut PgConnection,
-    shadow: &Shadow,
+    tables: &Tables,
+    new_rows: NewRows,
     rows: &mut Rows,
-) -> sqlx::Result<u64> {
+) -> Result<u64, ProjectionError> {
     let mut written = 0;
     let (new, stored) = dirty(rows.tickets.values_mut());
-    written += copy_rows(
-        conn,
-        &shadow.table("ticket_views"),
-        TICKET_COLUMNS,
-        new,
-        ticket_tuple,
-    )
-    .await?;
-    written += store_tickets(conn, shadow, stored).await?;
+    written += match new_rows {
+        NewRows::Copy => {
+            copy_rows(conn, &tables.tickets, TICKET_COLUMNS, new, ticket_tuple).await?
+        }
+        NewRows::Insert => {
+            let new = new.into_iter().cloned().collect();
+            store_tickets(conn, &tables.tickets, Conflict::Keep, new).await?
+        }
+    };
+    written += store_tickets(conn, &tables.tickets, Conflict::Update, stored).await?;
     let (new, stored) = dirty(rows.orders.values_mut());
-    written += copy_rows(
-        conn,
-        &shadow.table("order_views"),
-        ORDER_COLUMNS,
-        new,
-        order_tuple,
-    )
-    .await?;
-    written += store_orders(conn, shadow, stored).await?;
+    written += match new_rows {
+        NewRows::Copy => copy_rows(conn, &tables.orders, ORDER_COLUMNS, new, order_tuple).await?,
+        NewRows::Insert => {
+            let new = new.into_iter().cloned().collect();
+            store_orders(conn, &tables.orders, Conflict::Keep, new).await?
+        }
+    };
+    written += store_orders(conn, &tables.orders, Conflict::Update, stored).await?;
     let (new, stored) = dirty(rows.payments.values_mut());
-    written += copy_rows(
-        conn,
-        &shadow.table("payment_views"),
-        PAYMENT_COLUMNS,
-        new,
-        payment_tuple,
-    )
-    .await?;
-    written += store_payments(conn, shadow, stored).await?;
+    written += match new_rows {
+        NewRows::Copy => {
+            copy_rows(conn, &tables.payments, PAYMENT_COLUMNS, new, payment_tuple).await?
+        }
+        NewRows::Insert => {
+            let new = new.into_iter().cloned().collect();
+            store_payments(conn, &tables.payments, Conflict::Keep, new).await?
+        }
+    };
+    written += store_payments(conn, &tables.payments, Conflict::Update, stored).await?;
     Ok(written)
+}
+
+/// What a multi-row write does with a row the table already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    /// Overwrite it: the caller loaded (and, live, locked) that row.
+    Update,
+    /// Keep it, and fail the write as raced.
+    Keep,
+}
+
+impl Conflict {
+    /// The statement's `ON CONFLICT` clause; `set` lists the columns.
+    fn clause(self, set: &str) -> String {
+        match self {
+            Conflict::Update => format!("ON CONFLICT (id) DO UPDATE SET {set}"),
+            Conflict::Keep => "ON CONFLICT (id) DO NOTHING".to_owned(),
+        }
+    }
+
+    /// Checks that every row of the write was written.
+    fn check(self, table: &str, expected: usize, written: u64) -> Result<u64, ProjectionError> {
+        if usize::try_from(written).ok() == Some(expected) {
+            return Ok(written);
+        }
+        Err(ProjectionError::Raced {
+            table: table.to_owned(),
+            expected,
+            written,
+        })
+    }
 }
 
 /// What [`flush`] needs of a row of any table.
@@ -320,9 +401,10 @@ fn postgres_epoch() -> DateTime<Utc> {
 
 async fn store_tickets(
     conn: &mut PgConnection,
-    shadow: &Shadow,
+    table: &str,
+    conflict: Conflict,
     rows: Vec<TicketRow>,
-) -> sqlx::Result<u64> {
+) -> Result<u64, ProjectionError> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -353,12 +435,16 @@ async fn store_tickets(
         "INSERT INTO {} (id, title, price_cents, user_id, order_id, version, last_sequence, updated_at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
                               $6::bigint[], $7::bigint[], $8::timestamptz[]) \
-         ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, price_cents = EXCLUDED.price_cents, \
-         user_id = EXCLUDED.user_id, order_id = EXCLUDED.order_id, version = EXCLUDED.version, \
-         last_sequence = EXCLUDED.last_sequence, updated_at = EXCLUDED.updated_at",
-        shadow.table("ticket_views")
+         {}",
+        table,
+        conflict.clause(
+            "title = EXCLUDED.title, price_cents = EXCLUDED.price_cents, \
+             user_id = EXCLUDED.user_id, order_id = EXCLUDED.order_id, \
+             version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence, \
+             updated_at = EXCLUDED.updated_at"
+        )
     );
-    let _ = sqlx::query(&sql)
+    let result = sqlx::query(&sql)
         .bind(id)
         .bind(title)
         .bind(price)
@@ -369,14 +455,15 @@ async fn store_tickets(
         .bind(at)
         .execute(conn)
         .await?;
-    Ok(u64::try_from(n).unwrap_or_default())
+    conflict.check(table, n, result.rows_affected())
 }
 
 async fn store_orders(
     conn: &mut PgConnection,
-    shadow: &Shadow,
+    table: &str,
+    conflict: Conflict,
     rows: Vec<OrderRow>,
-) -> sqlx::Result<u64> {
+) -> Result<u64, ProjectionError> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -416,15 +503,18 @@ async fn store_orders(
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], \
                               $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], \
                               $11::bigint[], $12::bigint[], $13::timestamptz[]) \
-         ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, status = EXCLUDED.status, \
-         expires_at = EXCLUDED.expires_at, ticket_id = EXCLUDED.ticket_id, \
-         ticket_title = EXCLUDED.ticket_title, ticket_price_cents = EXCLUDED.ticket_price_cents, \
-         ticket_version = EXCLUDED.ticket_version, payment_id = EXCLUDED.payment_id, \
-         version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence, \
-         placed_position = EXCLUDED.placed_position, updated_at = EXCLUDED.updated_at",
-        shadow.table("order_views")
+         {}",
+        table,
+        conflict.clause(
+            "user_id = EXCLUDED.user_id, status = EXCLUDED.status, \
+             expires_at = EXCLUDED.expires_at, ticket_id = EXCLUDED.ticket_id, \
+             ticket_title = EXCLUDED.ticket_title, ticket_price_cents = EXCLUDED.ticket_price_cents, \
+             ticket_version = EXCLUDED.ticket_version, payment_id = EXCLUDED.payment_id, \
+             version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence, \
+             placed_position = EXCLUDED.placed_position, updated_at = EXCLUDED.updated_at"
+        )
     );
-    let _ = sqlx::query(&sql)
+    let result = sqlx::query(&sql)
         .bind(id)
         .bind(user)
         .bind(status)
@@ -440,14 +530,15 @@ async fn store_orders(
         .bind(at)
         .execute(conn)
         .await?;
-    Ok(u64::try_from(n).unwrap_or_default())
+    conflict.check(table, n, result.rows_affected())
 }
 
 async fn store_payments(
     conn: &mut PgConnection,
-    shadow: &Shadow,
+    table: &str,
+    conflict: Conflict,
     rows: Vec<PaymentRow>,
-) -> sqlx::Result<u64> {
+) -> Result<u64, ProjectionError> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -482,14 +573,17 @@ async fn store_payments(
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
                               $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], \
                               $11::timestamptz[]) \
-         ON CONFLICT (id) DO UPDATE SET order_id = EXCLUDED.order_id, user_id = EXCLUDED.user_id, \
-         amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency, \
-         status = EXCLUDED.status, stripe_id = EXCLUDED.stripe_id, \
-         failure_reason = EXCLUDED.failure_reason, version = EXCLUDED.version, \
-         last_sequence = EXCLUDED.last_sequence, updated_at = EXCLUDED.updated_at",
-        shadow.table("payment_views")
+         {}",
+        table,
+        conflict.clause(
+            "order_id = EXCLUDED.order_id, user_id = EXCLUDED.user_id, \
+             amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency, \
+             status = EXCLUDED.status, stripe_id = EXCLUDED.stripe_id, \
+             failure_reason = EXCLUDED.failure_reason, version = EXCLUDED.version, \
+             last_sequence = EXCLUDED.last_sequence, updated_at = EXCLUDED.updated_at"
+        )
     );
-    let _ = sqlx::query(&sql)
+    let result = sqlx::query(&sql)
         .bind(id)
         .bind(order)
         .bind(user)
@@ -503,5 +597,5 @@ async fn store_payments(
         .bind(at)
         .execute(conn)
         .await?;
-    Ok(u64::try_from(n).unwrap_or_default())
+    conflict.check(table, n, result.rows_affected())
 }

@@ -92,3 +92,17 @@ bench-full: stack ## the original durations (about 20 minutes of load) + pgbench
 	LOAD_PROFILE=full LOAD_PGBENCH_SECONDS=60 LOAD_SERVER_BIN=$(TARGET_DIR)/release/ticketing \
 		$(CARGO) run --release -p ticketing-bench --bin loadtest
 	$(CARGO) bench -p ticketing-bench $(BENCHES)
+
+# The pipeline scenario alone (benches/load/pipeline.rs): create-ticket load
+# with the read side watched (backlog, freshness, read-your-writes, drain,
+# idle run), beside the pgbench reference. LOAD_SERVER_BIN=path/to/ticketing
+# runs it against another build (nothing is built then); LOAD_PROFILE=full
+# for the full durations; LOAD_PIPELINE_* as in benches/load/main.rs.
+.PHONY: bench-pipeline
+bench-pipeline: DATABASE_URL = $(TEST_DATABASE_URL)
+bench-pipeline: stack ## the pipeline scenario alone (read side under load) + pgbench reference
+	$(if $(LOAD_SERVER_BIN),,$(CARGO) build --release --bin ticketing)
+	LOAD_PROFILE=$(or $(LOAD_PROFILE),short) LOAD_SCENARIOS=pipeline \
+		LOAD_PGBENCH_SECONDS=$(or $(LOAD_PGBENCH_SECONDS),$(if $(filter full,$(LOAD_PROFILE)),60,10)) \
+		LOAD_SERVER_BIN=$(or $(LOAD_SERVER_BIN),$(TARGET_DIR)/release/ticketing) \
+		$(CARGO) run --release -p ticketing-bench --bin loadtest

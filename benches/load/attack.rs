@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::fixtures::{Account, PASSWORD};
 use crate::measurement::Measurement;
-use crate::profile::{Profile, Scenario};
+use crate::profile::Scenario;
 
 /// A request name of the journey's sign-ups, which happen while users
 /// start and are left out of its figures.
@@ -43,10 +43,11 @@ pub(crate) struct Outcome {
     pub(crate) steps: Vec<(String, Measurement)>,
 }
 
-/// Runs `scenario` against `base_url` as `account`.
+/// Runs `scenario` for `run_time` (once every user has started) against
+/// `base_url` as `account`.
 pub(crate) async fn run(
     scenario: Scenario,
-    profile: Profile,
+    run_time: Duration,
     base_url: &str,
     account: &Account,
     run_id: &str,
@@ -56,7 +57,7 @@ pub(crate) async fn run(
         counter: AtomicU64::new(0),
         run_id: run_id.to_owned(),
     });
-    let configuration = configuration(scenario, profile, base_url)?;
+    let configuration = configuration(scenario, run_time, base_url)?;
     let attack = GooseAttack::initialize_with_config(configuration)?;
     let attack = match scenario {
         // A journey user keeps its own session in its own cookie jar.
@@ -96,7 +97,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// goose's settings for `scenario`, through its documented command line.
 pub(crate) fn configuration(
     scenario: Scenario,
-    profile: Profile,
+    run_time: Duration,
     base_url: &str,
 ) -> anyhow::Result<GooseConfiguration> {
     let args = [
@@ -107,7 +108,7 @@ pub(crate) fn configuration(
         "--increase-rate".to_owned(),
         scenario.increase_rate().to_string(),
         "--run-time".to_owned(),
-        format!("{}s", scenario.duration(profile).as_secs()),
+        format!("{}s", run_time.as_secs()),
         "--timeout".to_owned(),
         TIMEOUT.as_secs().to_string(),
         "--no-telnet".to_owned(),
@@ -134,7 +135,9 @@ fn users(scenario: Scenario, shared: Arc<Shared>) -> goose::goose::Scenario {
     let users = goose::goose::Scenario::new(scenario.name());
     match scenario {
         Scenario::SignIn => users.register_transaction(step!(shared, sign_in)),
-        Scenario::CreateTicket => users.register_transaction(step!(shared, create_ticket)),
+        Scenario::CreateTicket | Scenario::Pipeline => {
+            users.register_transaction(step!(shared, create_ticket))
+        }
         Scenario::ListTickets | Scenario::Spike => {
             users.register_transaction(step!(shared, list_tickets))
         }
@@ -294,13 +297,15 @@ async fn post_for_id(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::profile::Profile;
 
     #[test]
     fn goose_accepts_the_settings_of_every_scenario() {
         for profile in [Profile::Short, Profile::Full] {
             for scenario in Scenario::ALL {
+                let run_time = scenario.duration(profile);
                 let configuration =
-                    configuration(scenario, profile, "http://127.0.0.1:3000").unwrap();
+                    configuration(scenario, run_time, "http://127.0.0.1:3000").unwrap();
                 assert_eq!(configuration.users, Some(scenario.users()));
                 assert_eq!(
                     configuration.run_time.as_deref(),

@@ -15,12 +15,29 @@
 //! - `LOAD_PGBENCH_SECONDS` (default 10; 0 skips), `PGBENCH` (binary path);
 //! - `DATABASE_MAX_CONNECTIONS`: passed to the server, and pgbench's client
 //!   count (default 32, the server's default pool).
+//!
+//! The `pipeline` scenario (last in the default list; alone with `make
+//! bench-pipeline`) watches the read side under the create-ticket load:
+//! 700 users create tickets for `LOAD_PIPELINE_SECONDS` (default 20 s short,
+//! 60 s full) while the outbox backlog and consumer lag are sampled every
+//! second, from the server's `/metrics` and from the database (events not
+//! yet in a read model, the figure reported), and a prober creates a ticket
+//! every 200 ms and reads it back with its `X-Consistency-Token`. Then it
+//! times the drain (bounded by `LOAD_PIPELINE_DRAIN_TIMEOUT`, default
+//! 180 s), and runs `LOAD_PIPELINE_IDLE_RATE` (default 100) creations a
+//! second for `LOAD_PIPELINE_IDLE_SECONDS` (default 20 s short, 30 s full)
+//! with the prober again. Freshness (event commit to read model row) comes
+//! from the database after the run. Its table sets the load against the
+//! pgbench reference of the same run; the written report adds the
+//! per-second series. It reads the system's database: against
+//! `LOAD_TARGET_URL`, give it as `LOAD_DATABASE_URL`.
 
 mod attack;
 mod database;
 mod fixtures;
 mod measurement;
 mod pgbench;
+mod pipeline;
 mod profile;
 mod report;
 mod system;
@@ -43,12 +60,15 @@ const SEEDED_ORDERS: usize = 20;
 struct Settings {
     profile: Profile,
     target_url: Option<String>,
+    /// The database of the system at `target_url` (the pipeline reads it).
+    database_url: Option<String>,
     scenarios: Vec<Scenario>,
     admin_url: String,
     server_bin: PathBuf,
     pgbench_seconds: u64,
     pool_size: Option<u32>,
     report_dir: PathBuf,
+    pipeline: pipeline::Settings,
 }
 
 impl Settings {
@@ -62,9 +82,17 @@ impl Settings {
             None => Scenario::ALL.to_vec(),
         };
         let target_dir = var("CARGO_TARGET_DIR").unwrap_or_else(|| "target".to_owned());
+        let profile = var("LOAD_PROFILE").as_deref().unwrap_or("short").parse()?;
+        let target_url = var("LOAD_TARGET_URL");
+        let database_url = var("LOAD_DATABASE_URL");
+        anyhow::ensure!(
+            target_url.is_none() || database_url.is_some() || !scenarios.contains(&Scenario::Pipeline),
+            "the pipeline scenario reads the system's database: with LOAD_TARGET_URL, set LOAD_DATABASE_URL"
+        );
         Ok(Self {
-            profile: var("LOAD_PROFILE").as_deref().unwrap_or("short").parse()?,
-            target_url: var("LOAD_TARGET_URL"),
+            profile,
+            target_url,
+            database_url,
             scenarios,
             admin_url: var("LOAD_ADMIN_DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
@@ -84,6 +112,7 @@ impl Settings {
             report_dir: PathBuf::from(
                 var("LOAD_REPORT_DIR").unwrap_or_else(|| ".run/loadtest".to_owned()),
             ),
+            pipeline: pipeline::Settings::from_env(profile)?,
         })
     }
 }
@@ -98,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
         .as_secs()
         .to_string();
     let system = match &settings.target_url {
-        Some(url) => System::attach(url),
+        Some(url) => System::attach(url, settings.database_url.clone()),
         None => {
             eprintln!("loadtest: starting {} serve", settings.server_bin.display());
             System::start(&Launch {
@@ -114,26 +143,39 @@ async fn main() -> anyhow::Result<()> {
     let stopped = system.stop().await;
     let rendered = measured?;
     stopped.context("stopping the server")?;
-    println!("{rendered}");
+    println!("{}", rendered.printed);
     let file = settings
         .report_dir
         .join(format!("report-{}-{run_id}.md", settings.profile));
-    std::fs::write(&file, &rendered).with_context(|| format!("writing {}", file.display()))?;
+    std::fs::write(&file, &rendered.written)
+        .with_context(|| format!("writing {}", file.display()))?;
     eprintln!("loadtest: report written to {}", file.display());
     Ok(())
 }
 
-async fn run(settings: &Settings, system: &System, run_id: &str) -> anyhow::Result<String> {
+/// The report: as printed, and as written (with the long per-second series).
+struct Rendered {
+    printed: String,
+    written: String,
+}
+
+async fn run(settings: &Settings, system: &System, run_id: &str) -> anyhow::Result<Rendered> {
     let base_url = &system.base_url;
     let buyer = fixtures::sign_up(base_url, &format!("load-{run_id}@loadtest.example")).await?;
     let seller = fixtures::sign_up(base_url, &format!("seller-{run_id}@loadtest.example")).await?;
     fixtures::seed_orders(base_url, &seller, &buyer, SEEDED_ORDERS).await?;
 
-    let mut reference = Err("create-ticket was not run".to_owned());
+    // Measured once, before the first scenario that is set against it.
+    let mut reference = None;
     let mut results = Vec::new();
+    let mut pipelines = Vec::new();
     for &scenario in &settings.scenarios {
-        if scenario == Scenario::CreateTicket {
-            reference = physical_limit(settings, run_id).await;
+        if matches!(scenario, Scenario::CreateTicket | Scenario::Pipeline) && reference.is_none() {
+            reference = Some(physical_limit(settings, run_id).await);
+        }
+        if scenario == Scenario::Pipeline {
+            pipelines.push(run_pipeline(settings, system, &buyer, run_id).await?);
+            continue;
         }
         eprintln!(
             "loadtest: {} ({} users, {} s) ...",
@@ -141,7 +183,8 @@ async fn run(settings: &Settings, system: &System, run_id: &str) -> anyhow::Resu
             scenario.users(),
             scenario.duration(settings.profile).as_secs()
         );
-        let outcome = attack::run(scenario, settings.profile, base_url, &buyer, run_id).await?;
+        let run_time = scenario.duration(settings.profile);
+        let outcome = attack::run(scenario, run_time, base_url, &buyer, run_id).await?;
         eprintln!(
             "loadtest: {}: {:.1} req/s, p99 {}, errors: {}",
             scenario.name(),
@@ -165,13 +208,55 @@ async fn run(settings: &Settings, system: &System, run_id: &str) -> anyhow::Resu
             .pool_size
             .or(settings.target_url.is_none().then_some(DEFAULT_POOL)),
     };
-    let reference = reference.as_ref().map_err(Clone::clone);
-    Ok(Report {
+    let reference =
+        reference.unwrap_or_else(|| Err("neither create-ticket nor pipeline was run".to_owned()));
+    let report = Report {
         context: &context,
         results: &results,
-        reference,
+        reference: reference.as_ref().map_err(Clone::clone),
     }
-    .render())
+    .render();
+    let mut rendered = Rendered {
+        printed: report.clone(),
+        written: report,
+    };
+    for outcome in &pipelines {
+        let pipeline = pipeline::render(outcome, reference.as_ref().map_err(String::as_str));
+        rendered.printed.push_str(&pipeline.table);
+        rendered.written.push_str(&pipeline.with_series);
+    }
+    Ok(rendered)
+}
+
+/// The pipeline scenario, on the system's own database.
+async fn run_pipeline(
+    settings: &Settings,
+    system: &System,
+    buyer: &fixtures::Account,
+    run_id: &str,
+) -> anyhow::Result<pipeline::Outcome> {
+    let database_url = system
+        .database_url
+        .as_deref()
+        .context("the pipeline scenario needs the system's database (LOAD_DATABASE_URL)")?;
+    let s = &settings.pipeline;
+    eprintln!(
+        "loadtest: pipeline ({} users, {} s; then {}/s for {} s) ...",
+        Scenario::Pipeline.users(),
+        s.load.as_secs(),
+        s.idle_rate,
+        s.idle.as_secs()
+    );
+    let outcome = pipeline::run(s, &system.base_url, database_url, buyer, run_id).await?;
+    eprintln!(
+        "loadtest: pipeline: {:.1} req/s, errors: {}, max backlog+lag {}",
+        outcome.load.requests_per_second(),
+        outcome.load.errors_by_status(),
+        outcome
+            .max_behind
+            .map_or_else(|| "-".to_owned(), |n| n.to_string())
+    );
+    Ok(outcome)
 }
 
 /// The pgbench reference at the create-ticket scenario's database

@@ -64,8 +64,37 @@ impl Measurement {
                 *statuses.entry(status).or_insert(0) += u64::try_from(count)?;
             }
         }
+        Ok(Self::from_histogram(&histogram, max_us, statuses, window))
+    }
+
+    /// Requests the harness made itself, outside goose: each one's status
+    /// (`NO_RESPONSE` if none came) and time, measured over `window`.
+    pub(crate) fn from_requests(
+        requests: impl IntoIterator<Item = (u16, Duration)>,
+        window: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut histogram = Histogram::<u64>::new(3).context("histogram bounds")?;
+        let mut max_us = 0;
+        let mut statuses = BTreeMap::new();
+        for (status, time) in requests {
+            let us = u64::try_from(time.as_micros()).unwrap_or(u64::MAX).max(1);
+            histogram.record(us).context("recording a latency")?;
+            max_us = max_us.max(us);
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+        Ok(Self::from_histogram(&histogram, max_us, statuses, window))
+    }
+
+    /// From a histogram of every request's time in microseconds (its
+    /// `max_us` exact, the percentiles capped at it) and their statuses.
+    fn from_histogram(
+        histogram: &Histogram<u64>,
+        max_us: u64,
+        statuses: BTreeMap<u16, u64>,
+        window: Duration,
+    ) -> Self {
         let percentile = |quantile: f64| histogram.value_at_quantile(quantile).min(max_us);
-        Ok(Self {
+        Self {
             requests: histogram.len(),
             window,
             p50_us: percentile(0.50),
@@ -73,7 +102,7 @@ impl Measurement {
             p99_us: percentile(0.99),
             max_us,
             statuses,
-        })
+        }
     }
 
     pub(crate) fn requests_per_second(&self) -> f64 {
@@ -240,6 +269,23 @@ mod tests {
         assert_eq!(m.requests, 3);
         let all = Measurement::from_goose(&metrics, |_| true).unwrap();
         assert_eq!(all.requests, 5);
+    }
+
+    #[test]
+    fn requests_made_by_the_harness_are_measured_like_goose_ones() {
+        let ms = Duration::from_millis;
+        let requests = (0..98)
+            .map(|_| (201, ms(2)))
+            .chain([(503, ms(5_000)), (NO_RESPONSE, ms(30_000))]);
+        let m = Measurement::from_requests(requests, Duration::from_secs(10)).unwrap();
+        assert_eq!(m.requests, 100);
+        assert_eq!(m.max_us, 30_000_000);
+        assert!((1_999..=2_001).contains(&m.p50_us), "p50 {}", m.p50_us);
+        assert_eq!(m.count_of(503), 1);
+        assert_eq!(m.errors_by_status(), "no response x1, 503 x1");
+        assert!((m.requests_per_second() - 10.0).abs() < 1e-9);
+        let none = Measurement::from_requests([], Duration::from_secs(1)).unwrap();
+        assert_eq!((none.requests, none.max_us, none.p99_us), (0, 0, 0));
     }
 
     #[test]

@@ -42,6 +42,11 @@ impl Report<'_> {
             c.pool_size
                 .map_or_else(|| "server default".to_owned(), |n| n.to_string())
         );
+        // The pipeline scenario alone has a table of its own, not a row.
+        if self.results.is_empty() {
+            out.push_str(&self.reference_section());
+            return out;
+        }
         out.push_str(
             "| scenario | requests | users | run | req/s | p50 | p95 | p99 | max | errors by status | original published |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
@@ -129,7 +134,7 @@ impl Report<'_> {
             .iter()
             .find(|(scenario, _)| *scenario == Scenario::CreateTicket);
         let Some((scenario, outcome)) = create else {
-            out.push_str("\n(create-ticket was not run, so there is no fraction.)\n");
+            out.push_str("\n(create-ticket was not run, so there is no fraction here.)\n");
             return out;
         };
         let m = &outcome.total;

@@ -14,6 +14,9 @@ use crate::database::with_database;
 
 pub(crate) struct System {
     pub(crate) base_url: String,
+    /// The system's own database, when known: the pipeline scenario reads
+    /// its backlog and freshness there.
+    pub(crate) database_url: Option<String>,
     server: Option<Server>,
 }
 
@@ -33,9 +36,10 @@ pub(crate) struct Launch<'a> {
 }
 
 impl System {
-    pub(crate) fn attach(base_url: &str) -> Self {
+    pub(crate) fn attach(base_url: &str, database_url: Option<String>) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
+            database_url,
             server: None,
         }
     }
@@ -63,9 +67,10 @@ impl System {
         let output =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let prefix = format!("loadtest-{}", launch.run_id);
+        let database_url = with_database(launch.admin_url, &database);
         let child = Command::new(launch.binary)
             .arg("serve")
-            .env("DATABASE_URL", with_database(launch.admin_url, &database))
+            .env("DATABASE_URL", &database_url)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             // Fresh topics and group: earlier runs' events stay out.
@@ -84,6 +89,7 @@ impl System {
             .with_context(|| format!("starting {}", launch.binary.display()))?;
         let mut system = Self {
             base_url: format!("http://127.0.0.1:{port}"),
+            database_url: Some(database_url),
             server: Some(Server {
                 child,
                 admin_url: launch.admin_url.to_owned(),

@@ -19,9 +19,11 @@ mod request_context;
 mod routes;
 mod session;
 mod settings;
+mod shedding;
 mod startup;
 mod state;
 mod views;
 
 pub use settings::GatewaySettings;
+pub use shedding::BacklogGauge;
 pub use startup::{Application, MetricsRender, ReadinessCheck};

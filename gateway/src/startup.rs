@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::routes::router;
 use crate::settings::GatewaySettings;
+use crate::shedding::{BacklogGauge, WriteShedding};
 use crate::state::AppState;
 
 /// A condition `/readyz` requires besides a reachable database, e.g. "the
@@ -69,6 +70,14 @@ impl Application {
     #[must_use]
     pub fn with_metrics(mut self, render: MetricsRender) -> Self {
         self.state.metrics = Some(render);
+        self
+    }
+
+    /// Sheds new writes (503, `Retry-After`) while `backlog` reports more
+    /// than `bound` events not yet in the read models; `bound` 0 never does.
+    #[must_use]
+    pub fn with_write_shedding(mut self, bound: u64, backlog: BacklogGauge) -> Self {
+        self.state.shedding = (bound > 0).then_some(WriteShedding { bound, backlog });
         self
     }
 

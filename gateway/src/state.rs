@@ -4,6 +4,7 @@ use ticketing_sagas::{Commands, PaymentService};
 
 use crate::session::SessionKeys;
 use crate::settings::GatewaySettings;
+use crate::shedding::WriteShedding;
 use crate::startup::{MetricsRender, ReadinessCheck};
 
 /// Shared by every request.
@@ -18,6 +19,9 @@ pub(crate) struct AppState {
     pub(crate) readiness: Vec<(&'static str, ReadinessCheck)>,
     /// Renders `/metrics`; without it the route answers 404.
     pub(crate) metrics: Option<MetricsRender>,
+    /// Sheds new writes while the read side is too far behind; never
+    /// without it.
+    pub(crate) shedding: Option<WriteShedding>,
 }
 
 impl AppState {
@@ -39,6 +43,7 @@ impl AppState {
             settings,
             readiness: Vec::new(),
             metrics: None,
+            shedding: None,
         }
     }
 }

@@ -114,6 +114,12 @@ impl RelayMetrics {
         }
     }
 
+    /// Committed events not yet acknowledged, as last measured (0 until
+    /// then, and on a standby).
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_backlog(&self, backlog: u64) {
         self.backlog.store(backlog, Ordering::Relaxed);
         metrics::gauge!("outbox_backlog_events").set(backlog as f64);

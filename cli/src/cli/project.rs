@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ticketing_projections::{ProjectionConfig, ProjectionError, Projector};
+use ticketing_projections::{ProjectionConfig, ProjectionError, ProjectionMetrics, Projector};
 use ticketing_relay::RelayConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -82,16 +82,26 @@ impl ProjectionArgs {
         pool: sqlx::PgPool,
         relay: &RelayConfig,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<(JoinHandle<Result<(), ProjectionError>>, ReadinessCheck)> {
+    ) -> anyhow::Result<SpawnedProjector> {
         let projector = Projector::new(pool, self.config(relay))
             .context("Failed to create the projection worker")?;
         let readiness = Arc::new(projector.readiness_check());
+        let metrics = projector.metrics();
         tracing::info!(group = %self.projection_group_id, "starting the projection worker");
-        Ok((
-            tokio::spawn(projector.run_until_stopped(shutdown)),
+        Ok(SpawnedProjector {
+            task: tokio::spawn(projector.run_until_stopped(shutdown)),
             readiness,
-        ))
+            metrics,
+        })
     }
+}
+
+/// A projection worker running in the background.
+pub(crate) struct SpawnedProjector {
+    pub(crate) task: JoinHandle<Result<(), ProjectionError>>,
+    /// For `/readyz`.
+    pub(crate) readiness: ReadinessCheck,
+    pub(crate) metrics: Arc<ProjectionMetrics>,
 }
 
 #[derive(Debug, Args)]
@@ -118,9 +128,13 @@ impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
         let pool = self.database.connect_and_migrate().await?;
         let shutdown = CancellationToken::new();
-        let (worker, readiness) =
-            self.projection
-                .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
+        let SpawnedProjector {
+            task: worker,
+            readiness,
+            ..
+        } = self
+            .projection
+            .spawn(pool.clone(), &self.relay.config(), shutdown.clone())?;
         let ops = ops_server::spawn(
             self.metrics_host,
             self.metrics_port,

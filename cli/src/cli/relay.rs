@@ -1,9 +1,10 @@
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ticketing_relay::{topics, Relay, RelayConfig, Topics};
+use ticketing_relay::{topics, Relay, RelayConfig, RelayMetrics, Topics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -105,7 +106,7 @@ impl Arg {
             shutdown.clone(),
         )
         .await?;
-        let relay = self.relay.spawn(pool, shutdown.clone());
+        let (relay, _) = self.relay.spawn(pool, shutdown.clone());
         shutdown_signal().await;
         shutdown.cancel();
         let stopped = stop(relay).await;
@@ -116,9 +117,15 @@ impl Arg {
 
 impl RelayArgs {
     /// Starts the relay in the background; it runs until `shutdown`.
-    pub(crate) fn spawn(&self, pool: sqlx::PgPool, shutdown: CancellationToken) -> JoinHandle<()> {
+    pub(crate) fn spawn(
+        &self,
+        pool: sqlx::PgPool,
+        shutdown: CancellationToken,
+    ) -> (JoinHandle<()>, Arc<RelayMetrics>) {
         tracing::info!(kafka = %self.kafka_brokers, "starting the outbox relay");
-        tokio::spawn(Relay::new(pool, self.config()).run_until_stopped(shutdown))
+        let relay = Relay::new(pool, self.config());
+        let metrics = relay.metrics();
+        (tokio::spawn(relay.run_until_stopped(shutdown)), metrics)
     }
 }
 

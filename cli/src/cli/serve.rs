@@ -1,9 +1,10 @@
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ticketing_gateway::{Application, GatewaySettings};
+use ticketing_gateway::{Application, BacklogGauge, GatewaySettings};
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
@@ -69,6 +70,13 @@ pub(crate) struct Arg {
     #[arg(long, env = "PIPELINE_DATABASE_CONNECTIONS", default_value_t = 8)]
     pipeline_database_connections: u32,
 
+    /// Events committed but not yet in the read models (outbox backlog plus
+    /// consumer lag) above which new writes are refused with 503 and
+    /// Retry-After, so that an overload cannot grow the lag (and every
+    /// read-your-writes wait) without limit; 0 never sheds.
+    #[arg(long, env = "WRITE_SHED_BACKLOG", default_value_t = 20_000)]
+    write_shed_backlog: u64,
+
     /// The outbox relay, run alongside the gateway (KAFKA_BROKERS, …).
     #[command(flatten)]
     relay: RelayArgs,
@@ -122,7 +130,7 @@ impl Arg {
                 .await
                 .context("The pipeline pool task failed")??
         };
-        let (projector, projection_ready) = {
+        let projector = {
             let _pipeline = pipeline.handle.enter();
             self.projection.spawn(
                 pipeline_pool.clone(),
@@ -130,12 +138,18 @@ impl Arg {
                 shutdown.clone(),
             )?
         };
-        let relay = {
+        let (relay, relay_metrics) = {
             let _pipeline = pipeline.handle.enter();
             self.relay.spawn(pipeline_pool, shutdown.clone())
         };
+        let projection_metrics = Arc::clone(&projector.metrics);
+        let behind: BacklogGauge = Arc::new(move || {
+            let lag = u64::try_from(projection_metrics.total_lag()).unwrap_or_default();
+            relay_metrics.backlog().saturating_add(lag)
+        });
         let app = app
-            .with_readiness_check("projections", projection_ready)
+            .with_readiness_check("projections", projector.readiness)
+            .with_write_shedding(self.write_shed_backlog, behind)
             .with_metrics(crate::telemetry::metrics_render());
         let saga = self.saga.spawn(pool, &sagas, shutdown.clone());
         let _signal = tokio::spawn({
@@ -152,7 +166,7 @@ impl Arg {
         shutdown.cancel();
         let relay_stopped = relay::stop(relay).await;
         saga.await.context("saga worker panicked")?;
-        project::stop(projector).await?;
+        project::stop(projector.task).await?;
         relay_stopped?;
         served.context("HTTP server failed")?;
         tracing::info!("drained, exiting");

@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use crate::http_telemetry;
 use crate::idempotency::idempotent;
 use crate::request_context::REQUEST_ID;
+use crate::shedding::shed_writes;
 use crate::state::AppState;
 
 /// Ids are UUIDs; anything else cannot name an aggregate, so it is a 404
@@ -64,6 +65,7 @@ fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let idempotency = from_fn_with_state(state.clone(), idempotent);
+    let shed = from_fn_with_state(state.clone(), shed_writes);
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .route("/api/users/signup", post(users::signup))
@@ -74,13 +76,18 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/api/tickets",
             post(tickets::create)
                 .layer(idempotency.clone())
+                .layer(shed.clone())
                 .get(tickets::list),
         )
-        .route("/api/tickets/{id}", put(tickets::update).get(tickets::show))
+        .route(
+            "/api/tickets/{id}",
+            put(tickets::update).layer(shed.clone()).get(tickets::show),
+        )
         .route(
             "/api/orders",
             post(orders::create)
                 .layer(idempotency.clone())
+                .layer(shed)
                 .get(orders::list),
         )
         .route("/api/payments", post(payments::create).layer(idempotency))

@@ -37,6 +37,15 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+    spawn_app_built(configure, |app| app).await
+}
+
+/// As [`spawn_app_with`], with `build` applied to the application before it
+/// runs (to add what a role running alongside would).
+pub(crate) async fn spawn_app_built(
+    configure: impl FnOnce(&mut GatewaySettings),
+    build: impl FnOnce(Application) -> Application,
+) -> TestApp {
     init_tracing();
     let database = ScratchDatabase::create("ticketing_test", 20)
         .await
@@ -69,6 +78,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut GatewaySettings))
     let app = Application::build_with(settings, pool.clone(), commands, payments)
         .await
         .expect("build the application");
+    let app = build(app);
     let address = format!("http://127.0.0.1:{}", app.port());
     let _server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {

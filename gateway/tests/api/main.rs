@@ -10,5 +10,6 @@ mod helpers;
 mod idempotency;
 mod orders;
 mod payments;
+mod shedding;
 mod tickets;
 mod users;

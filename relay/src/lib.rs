@@ -28,18 +28,24 @@
 //! cursor advances only once every message was acknowledged. A crash or a
 //! broker failure re-sends the batch: delivery is at least once, and every
 //! re-publication carries the same `eventId` for consumers to deduplicate.
+//! While there is a backlog, the next batch is read and encoded while the
+//! broker acknowledges the last one, but sent only after it: a failed batch
+//! is re-sent before anything behind it.
 //!
 //! # Waking up and leading
 //!
-//! The relay polls (every few milliseconds when idle, back to back while
-//! there is a backlog). Writers do not NOTIFY: a notifying transaction holds
-//! the notification lock through its commit and so serializes every writer's
-//! commit. It still LISTENs on `ticketing_events`, so a tool can wake it. Exactly one relay publishes: the one
-//! holding a session-level advisory lock on a dedicated connection, which is
-//! also the connection every relay query runs on, so a relay that lost its
-//! connection (and with it the lock) cannot advance the cursor. Standbys
-//! retry the lock every second; PostgreSQL releases it when the leader's
-//! process dies, so failover takes about that long.
+//! Every commit in this process wakes the relay at once
+//! ([`ticketing_eventstore::events_committed`]); a relay in another process
+//! polls (every few milliseconds when idle, back to back while there is a
+//! backlog). Writers do not NOTIFY: a notifying transaction holds the
+//! notification lock through its commit and so serializes every writer's
+//! commit. It still LISTENs on `ticketing_events`, so a tool can wake it.
+//! Exactly one relay publishes: the one holding a session-level advisory
+//! lock on a dedicated connection, which is also the connection every relay
+//! query runs on, so a relay that lost its connection (and with it the
+//! lock) cannot advance the cursor; the leader keeps the cursor in memory.
+//! Standbys retry the lock every second; PostgreSQL releases it when the
+//! leader's process dies, so failover takes about that long.
 //!
 //! The loop follows zero2prod's delivery worker: [`try_publish_batch`] does
 //! one step and reports a [`PublishOutcome`]; [`Relay::run_until_stopped`]

@@ -19,7 +19,8 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -102,7 +103,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(http_telemetry::make_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(http_telemetry::make_span)
+                        // A 5xx the handler did not expect is logged, with
+                        // its cause, where it is mapped (`ApiError`); a shed
+                        // or busy 503 is routine and must stay cheap.
+                        .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+                )
                 .layer(from_fn(http_telemetry::record_request))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::custom(panic_response)),

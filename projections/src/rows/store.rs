@@ -57,6 +57,11 @@ pub(crate) enum NewRows {
 /// small enough that a large flush is not held in memory twice.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// How a load finds its rows: one primary-key lookup per id. (`WHERE id =
+/// ANY($1)` can get a cached generic plan made while the table was small,
+/// a sequential scan that then takes seconds on a large table.)
+const LOOKUP: &str = "AS t JOIN unnest($1::text[]) AS wanted(id) ON t.id = wanted.id";
+
 /// Loads the rows of the given aggregates into `rows`.
 pub(crate) async fn load(
     conn: &mut PgConnection,
@@ -68,13 +73,13 @@ pub(crate) async fn load(
     payments: &[String],
 ) -> sqlx::Result<()> {
     let lock = match lock {
-        Lock::ForUpdate => "ORDER BY id FOR UPDATE",
+        Lock::ForUpdate => "ORDER BY t.id FOR UPDATE OF t",
         Lock::None => "",
     };
     if !tickets.is_empty() {
         let sql = format!(
-            "SELECT id, title, price_cents, user_id, order_id, version, last_sequence, updated_at \
-             FROM {} WHERE id = ANY($1) {lock}",
+            "SELECT t.id, title, price_cents, user_id, order_id, version, last_sequence, updated_at \
+             FROM {} {LOOKUP} {lock}",
             tables.tickets
         );
         for row in sqlx::query_as::<_, TicketRow>(&sql)
@@ -91,9 +96,9 @@ pub(crate) async fn load(
     }
     if !orders.is_empty() {
         let sql = format!(
-            "SELECT id, user_id, status, expires_at, ticket_id, ticket_title, ticket_price_cents, \
+            "SELECT t.id, user_id, status, expires_at, ticket_id, ticket_title, ticket_price_cents, \
                     ticket_version, payment_id, version, last_sequence, placed_position, updated_at \
-             FROM {} WHERE id = ANY($1) {lock}",
+             FROM {} {LOOKUP} {lock}",
             tables.orders
         );
         for row in sqlx::query_as::<_, OrderRow>(&sql)
@@ -110,9 +115,9 @@ pub(crate) async fn load(
     }
     if !payments.is_empty() {
         let sql = format!(
-            "SELECT id, order_id, user_id, amount_cents, currency, status, stripe_id, \
+            "SELECT t.id, order_id, user_id, amount_cents, currency, status, stripe_id, \
                     failure_reason, version, last_sequence, updated_at \
-             FROM {} WHERE id = ANY($1) {lock}",
+             FROM {} {LOOKUP} {lock}",
             tables.payments
         );
         for row in sqlx::query_as::<_, PaymentRow>(&sql)

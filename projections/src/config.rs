@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use ticketing_relay::Topics;
 
+
 /// Suffix of the dead-letter topic of each consumed topic.
 pub const DLQ_SUFFIX: &str = ".dlq";
 
@@ -29,6 +30,10 @@ pub struct ProjectionConfig {
     /// Most messages applied in one database transaction. Only messages
     /// already fetched are batched; the worker never waits to fill a batch.
     pub max_batch: usize,
+    /// Lanes a batch is split into by partition, applied concurrently, each
+    /// in a transaction of its own (so on a connection of its own): one
+    /// aggregate's events are on one partition, so lanes never conflict.
+    pub concurrency: usize,
     /// Attempts after the first before an event that fails to apply is
     /// dead-lettered.
     pub max_retries: u32,
@@ -51,7 +56,8 @@ impl Default for ProjectionConfig {
             heartbeat_interval: Duration::from_millis(300),
             fetch_wait_max: Duration::from_millis(10),
             statistics_interval: Duration::from_secs(1),
-            max_batch: 500,
+            max_batch: 1_500,
+            concurrency: 3,
             max_retries: 5,
             retry_base: Duration::from_millis(50),
             ready_max_lag: 1000,

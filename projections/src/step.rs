@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use futures::future::join_all;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use ticketing_eventstore::trace_context;
 use tracing::{Instrument, Span};
@@ -59,6 +60,28 @@ impl Incoming {
     }
 }
 
+/// A message of a batch, decoded, with its span.
+type Item<'a> = (&'a Incoming, &'a Result<ProjectedEvent, DecodeError>, &'a Span);
+
+/// The batch split into `count` lanes by partition, each in batch order.
+/// One aggregate's events are on one partition, so lanes share no
+/// aggregate and may be applied concurrently, each on its own connection.
+fn lanes<'a>(
+    batch: &'a [Incoming],
+    decoded: &'a [Result<ProjectedEvent, DecodeError>],
+    spans: &'a [Span],
+    count: usize,
+) -> Vec<Vec<Item<'a>>> {
+    let count = count.max(1);
+    let mut lanes: Vec<Vec<Item<'a>>> = (0..count).map(|_| Vec::new()).collect();
+    for ((incoming, event), span) in batch.iter().zip(decoded).zip(spans) {
+        let lane = usize::try_from(incoming.message.partition()).unwrap_or_default() % count;
+        lanes[lane].push((incoming, event, span));
+    }
+    lanes.retain(|lane| !lane.is_empty());
+    lanes
+}
+
 /// What one call to [`Projector::try_project_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProjectOutcome {
@@ -79,6 +102,13 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
+    fn add(&mut self, other: BatchReport) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.healed += other.healed;
+        self.dead_lettered += other.dead_lettered;
+    }
+
     fn count(&mut self, applied: Applied) {
         match applied {
             Applied::Applied => self.applied += 1,
@@ -94,9 +124,10 @@ impl BatchReport {
 impl Projector {
     /// Projects `batch`, in order, and dead-letters what cannot be.
     ///
-    /// The batch is first applied in one transaction. Should an event fail,
-    /// that transaction is rolled back and the events are applied one per
-    /// transaction instead, each retried with backoff up to the configured
+    /// The batch is split into lanes by partition ([`ProjectionConfig`]'s
+    /// `concurrency`), applied concurrently, each in one transaction. Should
+    /// an event fail, its lane's transaction is rolled back and that lane's
+    /// events are applied one per transaction instead, each retried with backoff up to the configured
     /// bound and then dead-lettered, so one poison message costs only
     /// itself. An error returned here is transient (the database or the
     /// broker is unreachable): nothing was skipped and the whole batch may
@@ -118,21 +149,19 @@ impl Projector {
             })
             .collect();
         let spans: Vec<Span> = batch.iter().map(Incoming::span).collect();
+        let lanes = lanes(batch, &decoded, &spans, self.config().concurrency);
         let mut report = BatchReport::default();
-        match self.apply_together(batch, &decoded, &spans).await {
-            Ok(outcomes) => outcomes.into_iter().for_each(|a| report.count(a)),
-            Err(error) if error.is_transient() => {
-                for incoming in batch {
-                    self.metrics_ref()
-                        .record_failure(incoming.topic(), "transient", 1);
+        let mut transient = None;
+        for lane in join_all(lanes.iter().map(|lane| self.project_lane(lane))).await {
+            match lane {
+                Ok(lane) => report.add(lane),
+                Err(error) => {
+                    let _ = transient.get_or_insert(error);
                 }
-                return Err(error);
             }
-            Err(error) => {
-                tracing::debug!(error.message = %error, "batch failed; applying its events one by one");
-                self.apply_one_by_one(batch, &decoded, &spans, &mut report)
-                    .await?;
-            }
+        }
+        if let Some(error) = transient {
+            return Err(error);
         }
         // Decoding is pure: retrying it would fail the same way.
         for ((incoming, decoded), span) in batch.iter().zip(&decoded).zip(&spans) {
@@ -157,21 +186,39 @@ impl Projector {
         Ok(ProjectOutcome::Projected(report))
     }
 
-    /// Every decoded event in one transaction, set-based
-    /// ([`apply_events`]); all or nothing.
-    async fn apply_together(
-        &self,
-        batch: &[Incoming],
-        decoded: &[Result<ProjectedEvent, DecodeError>],
-        spans: &[Span],
-    ) -> Result<Vec<Applied>, ProjectionError> {
-        let mut applying = Vec::with_capacity(decoded.len());
-        let mut events = Vec::with_capacity(decoded.len());
-        for ((incoming, event), span) in batch.iter().zip(decoded).zip(spans) {
+    /// One lane of a batch: its events in one transaction, set-based
+    /// ([`apply_events`]), or, should that fail, one per transaction.
+    async fn project_lane(&self, lane: &[Item<'_>]) -> Result<BatchReport, ProjectionError> {
+        let mut report = BatchReport::default();
+        match self.apply_together(lane).await {
+            Ok(outcomes) => outcomes.into_iter().for_each(|a| report.count(a)),
+            Err(error) if error.is_transient() => {
+                for (incoming, _, _) in lane {
+                    self.metrics_ref()
+                        .record_failure(incoming.topic(), "transient", 1);
+                }
+                return Err(error);
+            }
+            Err(error) => {
+                tracing::debug!(error.message = %error, "batch failed; applying its events one by one");
+                self.apply_one_by_one(lane, &mut report).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every decoded event of `lane` in one transaction; all or nothing.
+    async fn apply_together(&self, lane: &[Item<'_>]) -> Result<Vec<Applied>, ProjectionError> {
+        let mut applying = Vec::with_capacity(lane.len());
+        let mut events = Vec::with_capacity(lane.len());
+        for &(incoming, event, span) in lane {
             if let Ok(event) = event {
                 applying.push((incoming, span));
                 events.push(event);
             }
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
         // One write serves every message of the batch: its span links to
         // each message's span (as OpenTelemetry models batch processing).
@@ -204,12 +251,10 @@ impl Projector {
 
     async fn apply_one_by_one(
         &self,
-        batch: &[Incoming],
-        decoded: &[Result<ProjectedEvent, DecodeError>],
-        spans: &[Span],
+        lane: &[Item<'_>],
         report: &mut BatchReport,
     ) -> Result<(), ProjectionError> {
-        for ((incoming, event), span) in batch.iter().zip(decoded).zip(spans) {
+        for &(incoming, event, span) in lane {
             let Ok(event) = event else { continue };
             let topic = incoming.topic();
             match self

@@ -49,9 +49,14 @@ pub(crate) struct ProjectionArgs {
     #[arg(long, env = "PROJECTION_RETRY_BASE_MS", default_value_t = 50)]
     projection_retry_base_ms: u64,
 
-    /// Most already-fetched messages applied in one transaction.
-    #[arg(long, env = "PROJECTION_BATCH_SIZE", default_value_t = 500)]
+    /// Most already-fetched messages projected in one step.
+    #[arg(long, env = "PROJECTION_BATCH_SIZE", default_value_t = 1_500)]
     projection_batch_size: usize,
+
+    /// Lanes a step is split into by partition, applied concurrently, each
+    /// in its own transaction on its own connection.
+    #[arg(long, env = "PROJECTION_CONCURRENCY", default_value_t = 3)]
+    projection_concurrency: usize,
 
     /// Lag (messages, worst partition) above which `/readyz` says not ready.
     #[arg(long, env = "PROJECTION_READY_MAX_LAG", default_value_t = 1_000)]
@@ -69,6 +74,7 @@ impl ProjectionArgs {
             session_timeout: Duration::from_millis(self.kafka_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(self.kafka_heartbeat_interval_ms),
             max_batch: self.projection_batch_size.max(1),
+            concurrency: self.projection_concurrency.max(1),
             max_retries: self.projection_max_retries,
             retry_base: Duration::from_millis(self.projection_retry_base_ms),
             ready_max_lag: self.projection_ready_max_lag,

@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use ticketing_relay::Topics;
 
-
 /// Suffix of the dead-letter topic of each consumed topic.
 pub const DLQ_SUFFIX: &str = ".dlq";
 

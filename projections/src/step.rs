@@ -61,7 +61,11 @@ impl Incoming {
 }
 
 /// A message of a batch, decoded, with its span.
-type Item<'a> = (&'a Incoming, &'a Result<ProjectedEvent, DecodeError>, &'a Span);
+type Item<'a> = (
+    &'a Incoming,
+    &'a Result<ProjectedEvent, DecodeError>,
+    &'a Span,
+);
 
 /// The batch split into `count` lanes by partition, each in batch order.
 /// One aggregate's events are on one partition, so lanes share no

@@ -26,7 +26,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run every role in one process (the default for local runs).
-    Serve(serve::Arg),
+    Serve(Box<serve::Arg>),
     /// Bring the database schema up to date, then exit.
     Migrate(migrate::Arg),
     /// Publish committed events to Kafka (one active relay per database).
@@ -58,7 +58,7 @@ impl Cli {
 
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(arg) => arg.main().await,
+            Command::Serve(arg) => (*arg).main().await,
             Command::Migrate(arg) => arg.main().await,
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,

@@ -4,26 +4,23 @@ use std::env;
 
 use anyhow::Context;
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
 /// With an OTLP endpoint: a batch exporter, sampling as the standard
 /// `OTEL_TRACES_SAMPLER`/`_ARG` say (parent-based always-on by default).
-/// Without: no exporter, and spans are sampled only when the caller's are,
-/// so they cost little yet still carry ids.
-pub(super) fn tracer_provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
+/// Without: none (spans are then not even given ids).
+pub(super) fn tracer_provider(service: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
     let builder = SdkTracerProvider::builder().with_resource(resource(service));
     if !export_configured() {
-        return Ok(builder
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
-            .build());
+        return Ok(None);
     }
     // The protocol comes from OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL:
     // `http/protobuf` (port 4318, the default) or `grpc` (port 4317).
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .build()
         .context("Failed to configure the OTLP span exporter")?;
-    Ok(builder.with_batch_exporter(exporter).build())
+    Ok(Some(builder.with_batch_exporter(exporter).build()))
 }
 
 fn resource(service: &str) -> Resource {

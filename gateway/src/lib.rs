@@ -1,4 +1,4 @@
-//! The REST gateway of ticketing: the API of `shared/api-contract.md` over
+//! The REST gateway of ticketing: the API of `docs/api-contract.md` over
 //! the event-sourced aggregates.
 //!
 //! Handlers are thin: authenticate, parse the body into domain types, run a

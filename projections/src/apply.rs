@@ -50,7 +50,7 @@ pub async fn apply_events(
     events: &[&ProjectedEvent],
 ) -> Result<Vec<Applied>, ProjectionError> {
     let tables = Tables::live();
-    let mut rows = Rows::applied_at(chrono::Utc::now());
+    let mut rows = Rows::default();
     let [tickets, orders, payments] = ids_by_kind(events);
     store::load(
         conn,
@@ -62,6 +62,9 @@ pub async fn apply_events(
         &payments,
     )
     .await?;
+    // `updated_at`: when the rows are changed, not when the batch began
+    // waiting for their locks.
+    rows.applied_at = Some(chrono::Utc::now());
     let mut outcomes = Vec::with_capacity(events.len());
     for &event in events {
         let last = rows

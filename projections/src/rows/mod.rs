@@ -118,14 +118,6 @@ impl Rows {
         }
     }
 
-    /// Rows for the live projector's batch applied at `applied_at`.
-    pub(crate) fn applied_at(applied_at: DateTime<Utc>) -> Self {
-        Self {
-            applied_at: Some(applied_at),
-            ..Self::default()
-        }
-    }
-
     /// The checkpoint of an aggregate's row held here.
     pub(crate) fn last_sequence(&self, kind: AggregateKind, id: &str) -> Option<i64> {
         match kind {

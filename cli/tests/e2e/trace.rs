@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 
-use crate::helpers::start_system_with;
+use crate::helpers::{start_system_with, System};
 
 /// Drains the collector as spans arrive (its channel is small, and a full
 /// one would stall the exporter), keeping every span received.
@@ -64,18 +64,24 @@ fn has_attribute(span: &ExportedSpan, key: &str, value: &str) -> bool {
         .is_some_and(|found| found.contains(&format!("StringValue({value:?})")))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projection() {
+/// A system exporting its spans (OTLP over gRPC, flushed every 100 ms) to
+/// an in-process collector, with `extra` settings; and the spans received.
+async fn traced_system(extra: &[(&str, &str)]) -> (System, Arc<Mutex<Vec<ExportedSpan>>>) {
     let collector = FakeCollectorServer::start().await.unwrap();
     let endpoint = collector.endpoint();
     let spans = collect(collector);
-    let system = start_system_with(&[
+    let mut env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ("ORDER_EXPIRATION_SECONDS", "1"),
-    ])
-    .await;
+    ];
+    env.extend_from_slice(extra);
+    (start_system_with(&env).await, spans)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projection() {
+    let (system, spans) = traced_system(&[("ORDER_EXPIRATION_SECONDS", "1")]).await;
     let (client, _) = system.signed_in_client().await;
     let (ticket, _) = system.create_ticket(&client, "concert", 10.0).await;
 
@@ -167,15 +173,7 @@ async fn one_order_is_one_trace_from_the_request_through_the_relay_to_the_projec
 /// still traced end to end.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_system_exports_no_spans_and_a_request_still_exports_its_trace() {
-    let collector = FakeCollectorServer::start().await.unwrap();
-    let endpoint = collector.endpoint();
-    let spans = collect(collector);
-    let system = start_system_with(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ])
-    .await;
+    let (system, spans) = traced_system(&[]).await;
     // What start-up traced (provisioning the topics) has been exported by
     // now; from here on the system is idle.
     tokio::time::sleep(Duration::from_secs(2)).await;

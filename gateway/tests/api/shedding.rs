@@ -30,6 +30,14 @@ async fn new_writes_are_shed_while_the_read_side_is_too_far_behind() {
     let order = body(app.order(&buyer, &ticket_id).await).await;
     let order_id = order["id"].as_str().unwrap().to_owned();
 
+    let create_ballet = || {
+        app.post(
+            &seller,
+            "/api/tickets",
+            json!({ "title": "Ballet", "price": 5 }),
+        )
+    };
+
     behind.store(BOUND, Ordering::Relaxed);
     let at_bound = app.order(&buyer, other["id"].as_str().unwrap()).await;
     assert_eq!(
@@ -39,13 +47,7 @@ async fn new_writes_are_shed_while_the_read_side_is_too_far_behind() {
     );
 
     behind.store(BOUND + 1, Ordering::Relaxed);
-    let created = app
-        .post(
-            &seller,
-            "/api/tickets",
-            json!({ "title": "Ballet", "price": 5 }),
-        )
-        .await;
+    let created = create_ballet().await;
     assert_eq!(
         created
             .headers()
@@ -72,13 +74,7 @@ async fn new_writes_are_shed_while_the_read_side_is_too_far_behind() {
     assert!(cancelled.status().is_success(), "{}", cancelled.status());
 
     behind.store(0, Ordering::Relaxed);
-    let created = app
-        .post(
-            &seller,
-            "/api/tickets",
-            json!({ "title": "Ballet", "price": 5 }),
-        )
-        .await;
+    let created = create_ballet().await;
     assert_eq!(created.status(), StatusCode::CREATED);
 }
 

@@ -61,6 +61,7 @@ test: DATABASE_URL = $(TEST_DATABASE_URL)
 test: stack lint rules ## start the stack, lint, check the alert rules and the event schemas, validate deploy/, then run every test
 	$(CARGO) run --quiet --bin ticketing -- schemas check
 	bash deploy/validate.sh
+	bash deploy/local/netfault.sh ensure
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "+ $(CARGO) nextest run --workspace --no-fail-fast"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \

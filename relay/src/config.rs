@@ -46,6 +46,11 @@ pub struct RelayConfig {
     pub message_timeout: Duration,
     /// How often a standby tries to take over the lock.
     pub lock_retry_interval: Duration,
+    /// How long the server keeps the lock of a leader whose host stopped
+    /// answering (no FIN, no RST: power loss, a partition) before it drops
+    /// the session and a standby can take over: TCP keepalives and a user
+    /// timeout on the lock connection, set server-side.
+    pub leader_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -59,6 +64,7 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_millis(10),
             message_timeout: Duration::from_secs(30),
             lock_retry_interval: Duration::from_secs(1),
+            leader_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -21,13 +21,15 @@ pub const RELAY_LOCK_KEY: i64 = 0x746b_742d_7265_6c79;
 pub(crate) async fn acquire(
     pool: &PgPool,
     retry: Duration,
+    leader_timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Option<PgConnection> {
     let options: PgConnectOptions = pool
         .connect_options()
         .as_ref()
         .clone()
-        .application_name("ticketing-relay");
+        .application_name("ticketing-relay")
+        .options(liveness(leader_timeout));
     let mut standby: Option<PgConnection> = None;
     let mut announced = false;
     loop {
@@ -58,6 +60,27 @@ pub(crate) async fn acquire(
             () = tokio::time::sleep(retry) => {}
         }
     }
+}
+
+/// Server-side settings of the lock session, so that PostgreSQL itself ends
+/// it (and frees the lock) within about `timeout` once the leader's host
+/// stops answering: keepalive probes when the session is idle, a TCP user
+/// timeout when it has unacknowledged data in flight. Without them a host
+/// that vanishes without a FIN or an RST keeps the lock for the kernel's
+/// default keepalive time, two hours and more. (Ignored on Unix sockets,
+/// where no peer can vanish.)
+fn liveness(timeout: Duration) -> [(&'static str, String); 4] {
+    let seconds = timeout.as_secs().max(2);
+    // Probing starts after half the timeout; three unanswered probes spread
+    // over the other half end the session.
+    let idle = seconds / 2;
+    let interval = ((seconds - idle) / 3).max(1);
+    [
+        ("tcp_keepalives_idle", idle.to_string()),
+        ("tcp_keepalives_interval", interval.to_string()),
+        ("tcp_keepalives_count", "3".to_owned()),
+        ("tcp_user_timeout", (seconds * 1_000).to_string()),
+    ]
 }
 
 async fn try_lock(conn: &mut PgConnection) -> sqlx::Result<bool> {

@@ -113,7 +113,8 @@ impl Relay {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
         self.metrics.register(&self.config.topics.all());
         let retry = self.config.lock_retry_interval;
-        while let Some(conn) = leader::acquire(&self.pool, retry, &shutdown).await {
+        let timeout = self.config.leader_timeout;
+        while let Some(conn) = leader::acquire(&self.pool, retry, timeout, &shutdown).await {
             tracing::info!("relay lock acquired; publishing");
             self.metrics.set_leader(true);
             let result = self.lead(conn, &shutdown).await;
@@ -151,7 +152,19 @@ impl Relay {
         let Some(mut publisher) = self.start_publisher(shutdown).await? else {
             return Ok(());
         };
-        let mut cursor = outbox::load_cursor(&mut conn, CURSOR_NAME).await?;
+        let loaded = outbox::load_cursor(&mut conn, CURSOR_NAME).await?;
+        let rebased = outbox::rebase_restored(&mut conn, loaded).await?;
+        if rebased.moved > 0 || rebased.cursor != loaded {
+            tracing::warn!(
+                events = rebased.moved,
+                cursor.before = ?loaded,
+                cursor.after = ?rebased.cursor,
+                "events restored from another cluster (their transaction ids are ahead of this \
+                 cluster's) were moved before the events written here; restored events after \
+                 the first unpublished one are published again"
+            );
+        }
+        let mut cursor = rebased.cursor;
         self.refresh_backlog(&mut conn, cursor).await?;
         let mut ahead: Option<Vec<OutgoingMessage>> = None;
         let mut next = Wait::Now;

@@ -55,6 +55,12 @@ pub(crate) struct RelayArgs {
     /// How long the producer retries a message before the batch is re-sent.
     #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 30_000)]
     kafka_message_timeout_ms: u64,
+
+    /// Seconds after which PostgreSQL drops the lock of a relay leader whose
+    /// host stopped answering (no FIN, no RST), so that a standby takes
+    /// over: TCP keepalives and a user timeout on the lock session.
+    #[arg(long, env = "RELAY_LEADER_TIMEOUT_SECS", default_value_t = 20)]
+    relay_leader_timeout_secs: u64,
 }
 
 impl RelayArgs {
@@ -71,6 +77,7 @@ impl RelayArgs {
             batch_size: self.relay_batch_size.max(1),
             poll_interval: Duration::from_millis(self.relay_poll_interval_ms.max(1)),
             message_timeout: Duration::from_millis(self.kafka_message_timeout_ms.max(1)),
+            leader_timeout: Duration::from_secs(self.relay_leader_timeout_secs),
             ..RelayConfig::default()
         }
     }

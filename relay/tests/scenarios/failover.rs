@@ -4,9 +4,11 @@ use std::time::{Duration, Instant};
 use ticketing_relay::{Relay, RelayConfig, Topics, RELAY_LOCK_KEY};
 use tokio_util::sync::CancellationToken;
 
+use anyhow::Context;
+
 use crate::common::{
-    assert_consumer_view, eventually, load, read_all, relay_config, shared_brokers, TestDb,
-    TestResult,
+    assert_consumer_view, eventually, load, read_all, relay_config, shared_brokers, Blackhole,
+    RunningRelay, TestDb, TestResult,
 };
 
 const CHILD_ENV: &str = "RELAY_CHILD_CONFIG";
@@ -140,5 +142,60 @@ async fn two_relays_publish_once_and_fail_over_within_seconds() -> TestResult {
     );
     let duplicates = assert_consumer_view(&all, &db.events().await?)?;
     println!("failover: standby published {handed_over_in:?} after SIGKILL of the leader; {duplicates} re-sent");
+    db.drop().await
+}
+
+/// The client port of a backend of this database.
+async fn client_port(db: &TestDb, pid: i32) -> anyhow::Result<u16> {
+    let port: Option<i32> =
+        sqlx::query_scalar("SELECT client_port FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(&db.pool)
+            .await?;
+    let port = port.context("the lock holder is not a TCP client")?;
+    Ok(u16::try_from(port)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_host_vanishes_hands_over_within_its_timeout() -> TestResult {
+    // Arrange: a leader and a standby. The leader's lock connection then
+    // goes silent: no FIN, no RST, as when its host loses power.
+    let db = TestDb::create().await?;
+    let config = relay_config(&shared_brokers());
+    let leader = RunningRelay::spawn(&db.pool, &config);
+    eventually(Duration::from_secs(30), || async {
+        Ok(lock_holder(&db).await?.is_some())
+    })
+    .await?;
+    let leader_pid = lock_holder(&db).await?.context("no lock holder")?;
+    let port = client_port(&db, leader_pid).await?;
+    let standby = RunningRelay::spawn(&db.pool, &config);
+
+    // Act
+    let blackhole = Blackhole::port(port)?;
+    let vanished = Instant::now();
+    let _ = load::ticket_commands(&db.pool, 20, 5, 4).await?;
+    let drained = db.drained(Duration::from_secs(90)).await;
+    let handed_over_in = vanished.elapsed();
+    let new_pid = lock_holder(&db).await?;
+    drop(blackhole);
+    leader.abort().await;
+
+    // Assert: the server dropped the silent session (and its lock) within
+    // the configured bound, and the standby published everything.
+    drained?;
+    assert!(
+        new_pid.is_some_and(|pid| pid != leader_pid),
+        "the standby took the lock"
+    );
+    let bound = config.leader_timeout + Duration::from_secs(10);
+    assert!(
+        handed_over_in < bound,
+        "failover took {handed_over_in:?}, more than {bound:?}"
+    );
+    println!(
+        "failover: the standby published {handed_over_in:?} after the leader's host went silent"
+    );
+    standby.stop().await?;
     db.drop().await
 }

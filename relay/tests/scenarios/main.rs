@@ -11,3 +11,4 @@ mod delivery;
 mod failover;
 mod late_commit;
 mod relay_crash;
+mod restore;

@@ -72,3 +72,23 @@ pub(crate) async fn ticket_commands(
         .try_fold(0, |total, done| async move { Ok(total + done) })
         .await
 }
+
+/// Runs the commands `from..from + count` of each ticket in `ids` (tickets
+/// created by [`ticket_commands`] with `from` commands), one ticket at a
+/// time.
+pub(crate) async fn continue_tickets(
+    pool: &PgPool,
+    ids: &[String],
+    from: usize,
+    count: usize,
+) -> anyhow::Result<()> {
+    let executor = CommandExecutor::<Ticket>::new(pool.clone(), ());
+    for id in ids {
+        for index in from..from + count {
+            let _ = executor
+                .execute(id, command(index)?, &metadata(id, index))
+                .await?;
+        }
+    }
+    Ok(())
+}

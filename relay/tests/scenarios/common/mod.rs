@@ -4,6 +4,7 @@
 mod broker;
 mod consume;
 pub(crate) mod load;
+mod netfault;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 pub(crate) use broker::OwnedBroker;
 pub(crate) use consume::{assert_consumer_view, read_all};
+pub(crate) use netfault::Blackhole;
 
 pub(crate) type TestResult = anyhow::Result<()>;
 
@@ -112,6 +114,7 @@ pub(crate) fn relay_config(brokers: &str) -> RelayConfig {
         partitions: 3,
         poll_interval: Duration::from_millis(200),
         lock_retry_interval: Duration::from_millis(200),
+        leader_timeout: Duration::from_secs(4),
         ..RelayConfig::default()
     }
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# iptables, for the tests that make a host vanish without a FIN or an RST
+# (relay failover: the leader's packets dropped on the loopback interface).
+# Those tests need root, as iptables does.
+#
+# Usage: deploy/local/netfault.sh ensure
+set -euo pipefail
+
+log() { echo "[stack] netfault: $*"; }
+die() {
+  echo "[stack] netfault: ERROR: $*" >&2
+  exit 1
+}
+
+ensure() {
+  [ "$(id -u)" -eq 0 ] || die "the network-fault tests drop packets with iptables and need root"
+  if ! command -v iptables >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "iptables is missing and apt-get is not available"
+    log "installing Debian's iptables package"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null ||
+      die "apt-get install iptables failed"
+  fi
+  iptables -w -L INPUT -n >/dev/null || die "iptables cannot read the INPUT chain here"
+}
+
+case "${1:-}" in
+  ensure) ensure ;;
+  *) die "usage: $0 ensure" ;;
+esac

@@ -41,8 +41,8 @@ status: ## show whether PostgreSQL and the broker answer
 stop: ## stop what `make stack` started
 	bash $(STACK) down
 
-run: stack ## start the stack, then run the server in the foreground (ticketing serve)
-	$(CARGO) run --release --bin ticketing -- serve
+run: stack ## start the stack, then run the server in the foreground (ticketing serve, local payment provider)
+	PAYMENT_PROVIDER=$(or $(PAYMENT_PROVIDER),local) $(CARGO) run --release --bin ticketing -- serve
 
 fmt: ## format the code
 	$(CARGO) fmt --all

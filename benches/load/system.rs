@@ -78,6 +78,7 @@ impl System {
             .env("ORDERS_TOPIC", format!("{prefix}.orders.v1"))
             .env("PAYMENTS_TOPIC", format!("{prefix}.payments.v1"))
             .env("PROJECTION_GROUP_ID", &prefix)
+            .env("PAYMENT_PROVIDER", "local")
             .env(
                 "RUST_LOG",
                 std::env::var("LOAD_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),

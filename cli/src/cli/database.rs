@@ -17,6 +17,18 @@ pub(crate) struct DatabaseArg {
     /// Connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32)]
     database_max_connections: u32,
+
+    /// Apply pending migrations at start-up (`--migrate` alone means true).
+    /// `migrate` always does and `serve` does unless told not to; the other
+    /// roles only when asked, so that production roles run without DDL
+    /// rights (the migrate Job migrates).
+    #[arg(
+        long = "migrate",
+        env = "MIGRATE_ON_START",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    migrate_on_start: Option<bool>,
 }
 
 impl DatabaseArg {
@@ -26,6 +38,16 @@ impl DatabaseArg {
         ticketing_eventstore::connect(&self.database_url, max_connections)
             .await
             .context("Failed to open the database pool")
+    }
+
+    /// Connects, and migrates if `--migrate`/`MIGRATE_ON_START` says so or,
+    /// when neither is given, if `by_default`.
+    pub(crate) async fn connect(&self, by_default: bool) -> anyhow::Result<PgPool> {
+        if self.migrate_on_start.unwrap_or(by_default) {
+            self.connect_and_migrate().await
+        } else {
+            self.connect_with(self.database_max_connections).await
+        }
     }
 
     /// Connects and applies pending migrations.

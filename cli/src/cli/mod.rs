@@ -1,4 +1,5 @@
 mod database;
+mod environment;
 mod migrate;
 mod ops_server;
 mod project;
@@ -10,6 +11,8 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+use environment::AppEnv;
+
 /// An event-sourced ticket-resale backend: REST gateway, event store, and (as
 /// they land) outbox relay, projections and sagas.
 #[derive(Debug, Parser)]
@@ -18,6 +21,12 @@ pub(crate) struct Cli {
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub(crate) log_format: String,
+
+    /// `production` refuses insecure settings at start-up (the development
+    /// JWT key or a short one, cookies without `Secure`, the local payment
+    /// provider); `development` logs them as warnings.
+    #[arg(long, env = "APP_ENV", value_enum, default_value_t = AppEnv::Development, global = true)]
+    app_env: AppEnv,
 
     #[command(subcommand)]
     command: Command,
@@ -58,11 +67,11 @@ impl Cli {
 
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(arg) => (*arg).main().await,
+            Command::Serve(arg) => (*arg).main(self.app_env).await,
             Command::Migrate(arg) => arg.main().await,
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,
-            Command::Saga(arg) => arg.main().await,
+            Command::Saga(arg) => arg.main(self.app_env).await,
             Command::Schemas(arg) => arg.main().await,
             Command::Replay(arg) => arg.main().await,
         }

@@ -132,7 +132,7 @@ pub(crate) struct Arg {
 
 impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
-        let pool = self.database.connect_and_migrate().await?;
+        let pool = self.database.connect(false).await?;
         let shutdown = CancellationToken::new();
         let SpawnedProjector {
             task: worker,

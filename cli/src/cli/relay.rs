@@ -102,7 +102,7 @@ pub(crate) struct Arg {
 
 impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
-        let pool = self.database.connect_and_migrate().await?;
+        let pool = self.database.connect(false).await?;
         let shutdown = CancellationToken::new();
         // A standby relay is ready too: it takes over when the leader dies.
         let ops = ops_server::spawn(

@@ -159,7 +159,7 @@ impl Arg {
     }
 
     async fn rebuild(&self, arg: &RebuildArg, stop: &CancellationToken) -> anyhow::Result<bool> {
-        let pool = self.database.connect_and_migrate().await?;
+        let pool = self.database.connect(false).await?;
         let plan = RebuildPlan::new(&arg.view.kinds(), arg.batch_size);
         let tables = plan.tables().join(", ");
         let rebuilder = Rebuilder::new(pool, plan);
@@ -240,7 +240,7 @@ impl Arg {
             topics,
             batch_size: arg.batch_size.max(1),
         };
-        let pool = self.database.connect_and_migrate().await?;
+        let pool = self.database.connect(false).await?;
         let republisher = Republisher::new(pool, plan.clone(), &relay);
         let start = republisher
             .start()

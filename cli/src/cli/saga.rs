@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
+use super::environment::{AppEnv, Insecure};
 use super::ops_server;
 use crate::shutdown::shutdown_signal;
 
@@ -38,8 +39,14 @@ pub(crate) struct Arg {
 /// The saga worker's and the payment provider's settings; shared by `serve`.
 #[derive(Debug, Args)]
 pub(crate) struct SagaArgs {
-    /// Stripe secret key. Unset: the built-in local payment provider, which
-    /// accepts Stripe's test tokens and moves no money (local runs only).
+    /// Who charges cards: `stripe` (needs STRIPE_SECRET_KEY) or `local`,
+    /// the built-in provider that accepts Stripe's test tokens and moves no
+    /// money (local runs only; refused with APP_ENV=production). Chosen
+    /// explicitly: a missing key never selects it.
+    #[arg(long, env = "PAYMENT_PROVIDER", value_enum, default_value_t = ProviderKind::Stripe)]
+    payment_provider: ProviderKind,
+
+    /// Stripe secret key (required with PAYMENT_PROVIDER=stripe).
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     stripe_secret_key: Option<String>,
 
@@ -94,6 +101,13 @@ pub(crate) struct SagaArgs {
     saga_lease_seconds: u64,
 }
 
+/// Who charges cards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProviderKind {
+    Stripe,
+    Local,
+}
+
 /// What the gateway and the saga worker share.
 pub(crate) struct Sagas {
     pub(crate) commands: Arc<Commands>,
@@ -101,6 +115,28 @@ pub(crate) struct Sagas {
 }
 
 impl SagaArgs {
+    /// Notes the insecure payment settings (see [`Insecure`]).
+    pub(crate) fn check(&self, insecure: &mut Insecure) {
+        let _ = insecure.check(
+            self.payment_provider == ProviderKind::Local,
+            "PAYMENT_PROVIDER=local: orders complete and no money moves",
+        );
+    }
+
+    /// The Stripe key, or `None` for the local provider.
+    fn stripe_key(&self) -> anyhow::Result<Option<String>> {
+        match self.payment_provider {
+            ProviderKind::Local => Ok(None),
+            ProviderKind::Stripe => match self.stripe_secret_key.as_deref().map(str::trim) {
+                Some(key) if !key.is_empty() => Ok(Some(key.to_owned())),
+                _ => anyhow::bail!(
+                    "STRIPE_SECRET_KEY is required with PAYMENT_PROVIDER=stripe \
+                     (for a local run where no money moves, set PAYMENT_PROVIDER=local)"
+                ),
+            },
+        }
+    }
+
     pub(crate) fn wire(&self, pool: &PgPool) -> anyhow::Result<Sagas> {
         let group_commit = (self.commit_writers > 0).then_some(GroupCommit {
             writers: self.commit_writers,
@@ -114,7 +150,7 @@ impl SagaArgs {
             .with_group_commit(group_commit),
         );
         let settings = PaymentSettings {
-            stripe_secret_key: self.stripe_secret_key.clone(),
+            stripe_secret_key: self.stripe_key()?,
             stripe_api_base: self.stripe_api_base.clone(),
             stripe_timeout: Duration::from_millis(self.stripe_timeout_ms),
             breaker: BreakerSettings {
@@ -158,8 +194,11 @@ impl SagaArgs {
 }
 
 impl Arg {
-    pub(crate) async fn main(self) -> anyhow::Result<()> {
-        let pool = self.database.connect_and_migrate().await?;
+    pub(crate) async fn main(self, env: AppEnv) -> anyhow::Result<()> {
+        let mut insecure = Insecure::default();
+        self.saga.check(&mut insecure);
+        insecure.enforce(env)?;
+        let pool = self.database.connect(false).await?;
         let sagas = self.saga.wire(&pool)?;
         let shutdown = CancellationToken::new();
         let ops = ops_server::spawn(

@@ -8,6 +8,7 @@ use ticketing_gateway::{Application, BacklogGauge, GatewaySettings};
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
+use super::environment::{AppEnv, Insecure, DEVELOPMENT_JWT_KEY};
 use super::project::{self, ProjectionArgs};
 use super::relay::{self, RelayArgs};
 use super::saga::SagaArgs;
@@ -26,11 +27,12 @@ pub(crate) struct Arg {
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
 
-    /// HS256 secret for session tokens. The default is for local runs only.
+    /// HS256 secret for session tokens, at least 32 bytes. The default is
+    /// for local runs only (refused with APP_ENV=production).
     #[arg(
         long,
         env = "JWT_KEY",
-        default_value = "local-development-only-jwt-key",
+        default_value = DEVELOPMENT_JWT_KEY,
         hide_env_values = true
     )]
     jwt_key: String,
@@ -91,8 +93,15 @@ pub(crate) struct Arg {
 }
 
 impl Arg {
-    pub(crate) async fn main(self) -> anyhow::Result<()> {
-        let pool = self.database.connect_and_migrate().await?;
+    pub(crate) async fn main(self, env: AppEnv) -> anyhow::Result<()> {
+        let mut insecure = Insecure::default();
+        let _ = insecure.jwt_key(&self.jwt_key).check(
+            !self.secure_cookies,
+            "SECURE_COOKIES is off: session cookies would also travel over plain HTTP",
+        );
+        self.saga.check(&mut insecure);
+        insecure.enforce(env)?;
+        let pool = self.database.connect(true).await?;
         let settings = GatewaySettings {
             host: self.host,
             port: self.port,

@@ -60,6 +60,8 @@ fn spawn_serve(database_url: &str, port: u16, suffix: &str, env: &[(String, Stri
         .env("ORDERS_TOPIC", format!("e2e-{suffix}.orders.v1"))
         .env("PAYMENTS_TOPIC", format!("e2e-{suffix}.payments.v1"))
         .env("PROJECTION_GROUP_ID", format!("e2e-{suffix}"))
+        // A test that pays through the Stripe stand-in sets `stripe`.
+        .env("PAYMENT_PROVIDER", "local")
         .env(
             "RUST_LOG",
             std::env::var("TEST_LOG").map_or("warn".to_owned(), |_| "info".to_owned()),

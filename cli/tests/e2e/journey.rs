@@ -14,6 +14,7 @@ async fn system_with_stripe(extra: &[(&str, &str)]) -> (System, StripeStandIn) {
     let stripe = StripeStandIn::start().await.unwrap();
     let base = stripe.base_url();
     let mut env = vec![
+        ("PAYMENT_PROVIDER", "stripe"),
         ("STRIPE_SECRET_KEY", SECRET_KEY),
         ("STRIPE_API_BASE", base.as_str()),
     ];

@@ -7,6 +7,7 @@
 mod gauges;
 mod helpers;
 mod journey;
+mod production;
 mod prometheus;
 mod queries;
 mod read_your_writes;

@@ -2,12 +2,21 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A trimmed, non-empty title of at most [`Title::MAX_CHARS`] characters.
+/// A trimmed, non-empty title of at most [`Title::MAX_CHARS`] characters,
+/// without control characters.
 ///
-/// Serialized as the bare string; deserializing re-checks it.
+/// Serialized as the bare string; deserializing re-checks it, except that
+/// control characters in events stored before they were refused are
+/// replaced (PostgreSQL's `text` cannot hold NUL, and a title that no read
+/// model can store would stop its ticket's projection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "Stored", into = "String")]
 pub struct Title(String);
+
+/// A title as stored in an event.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Stored(String);
 
 /// Why a title was rejected; the messages are the HTTP API's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +27,9 @@ pub enum TitleError {
     /// Longer than [`Title::MAX_CHARS`] after trimming.
     #[error("Title must be at most 200 characters")]
     TooLong,
+    /// Holds a control character (NUL, a line break, an escape, ...).
+    #[error("Title must not contain control characters")]
+    Control,
 }
 
 impl Title {
@@ -28,13 +40,16 @@ impl Title {
     ///
     /// # Errors
     /// [`TitleError::Required`] if nothing is left after trimming,
-    /// [`TitleError::TooLong`] above [`Title::MAX_CHARS`] characters.
+    /// [`TitleError::TooLong`] above [`Title::MAX_CHARS`] characters,
+    /// [`TitleError::Control`] if a control character is left.
     pub fn parse(raw: &str) -> Result<Title, TitleError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             Err(TitleError::Required)
         } else if trimmed.chars().count() > Self::MAX_CHARS {
             Err(TitleError::TooLong)
+        } else if trimmed.chars().any(char::is_control) {
+            Err(TitleError::Control)
         } else {
             Ok(Title(trimmed.to_owned()))
         }
@@ -51,6 +66,28 @@ impl TryFrom<String> for Title {
 
     fn try_from(raw: String) -> Result<Self, Self::Error> {
         Title::parse(&raw)
+    }
+}
+
+impl TryFrom<Stored> for Title {
+    type Error = TitleError;
+
+    fn try_from(Stored(raw): Stored) -> Result<Self, Self::Error> {
+        if raw.contains(char::is_control) {
+            let replaced: String = raw
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        char::REPLACEMENT_CHARACTER
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            Title::parse(&replaced)
+        } else {
+            Title::parse(&raw)
+        }
     }
 }
 
@@ -81,6 +118,28 @@ mod tests {
         assert_eq!(Title::parse(" \t\n"), Err(TitleError::Required));
         let too_long = "a".repeat(Title::MAX_CHARS + 1);
         assert_eq!(Title::parse(&too_long), Err(TitleError::TooLong));
+    }
+
+    #[test]
+    fn parse_rejects_control_characters_inside() {
+        for raw in [
+            "nul\u{0}title",
+            "a\nb",
+            "tab\tinside",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "c1\u{85}x",
+        ] {
+            assert_eq!(Title::parse(raw), Err(TitleError::Control), "{raw:?}");
+        }
+        // Surrounding whitespace, control or not, is trimmed first.
+        assert_eq!(Title::parse("\tconcert\n").unwrap().as_str(), "concert");
+    }
+
+    #[test]
+    fn stored_control_characters_are_replaced_not_refused() {
+        let title: Title = serde_json::from_str("\"nul\\u0000title\"").unwrap();
+        assert_eq!(title.as_str(), "nul\u{fffd}title");
     }
 
     #[test]

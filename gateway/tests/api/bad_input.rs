@@ -192,3 +192,31 @@ async fn strange_ids_and_headers_never_cause_a_server_error() {
         .unwrap();
     assert_eq!(weird_cookie.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn titles_with_control_characters_get_400_and_change_nothing() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    let ticket = app.create_ticket(&client, "concert", json!(10)).await;
+    let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+    for title in ["nul\u{0}title", "line\nbreak", "esc\u{1b}[2J", "c1\u{85}x"] {
+        let body = json!({ "title": title, "price": 10 });
+        for response in [
+            app.post(&client, "/api/tickets", body.clone()).await,
+            app.put(&client, &path, body).await,
+        ] {
+            assert_errors(
+                response,
+                StatusCode::BAD_REQUEST,
+                &[("Title must not contain control characters", Some("title"))],
+            )
+            .await;
+        }
+    }
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Ticket'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1, "only the valid creation was stored");
+}

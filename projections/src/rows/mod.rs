@@ -171,7 +171,7 @@ impl Rows {
             }
             let row = TicketRow {
                 id: at.id.clone(),
-                title: created.title,
+                title: storable(created.title),
                 price_cents: created.price_cents,
                 user_id: created.user_id,
                 order_id: None,
@@ -191,7 +191,7 @@ impl Rows {
                 return Err(at.inconsistent(&event, row.last_sequence))
             }
             TicketEventV1::TicketUpdated(updated) => {
-                row.title = updated.title;
+                row.title = storable(updated.title);
                 row.price_cents = updated.price_cents;
             }
             TicketEventV1::TicketReserved(reserved) => row.order_id = Some(reserved.order_id),
@@ -223,7 +223,7 @@ impl Rows {
                 status: order_status(placed.status).to_owned(),
                 expires_at: placed.expires_at,
                 ticket_id: placed.ticket.id,
-                ticket_title: placed.ticket.title,
+                ticket_title: storable(placed.ticket.title),
                 ticket_price_cents: placed.ticket.price_cents,
                 ticket_version: i64::try_from(placed.ticket.version).unwrap_or(i64::MAX),
                 payment_id: None,
@@ -305,7 +305,7 @@ impl Rows {
             }
             PaymentEventV1::PaymentFailed(failed) => {
                 "failed".clone_into(&mut row.status);
-                row.failure_reason = Some(failed.reason);
+                row.failure_reason = Some(storable(failed.reason));
             }
         }
         row.version = at.sequence - 1;
@@ -363,6 +363,18 @@ fn order_status(status: OrderStatusV1) -> &'static str {
         OrderStatusV1::Created => "created",
         OrderStatusV1::Cancelled => "cancelled",
         OrderStatusV1::Complete => "complete",
+    }
+}
+
+/// Free text from an event, as a read model can store it: PostgreSQL's
+/// `text` refuses NUL, and one such event must not stop its aggregate's
+/// projection. The gateway refuses control characters in new input; this
+/// covers events stored before it did, and whatever a provider answered.
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
     }
 }
 

@@ -280,3 +280,46 @@ async fn only_the_failing_message_of_a_batch_is_dead_lettered() -> TestResult {
     );
     db.drop().await
 }
+
+/// An event stored before the gateway refused control characters, with a
+/// NUL (which PostgreSQL's `text` cannot hold) in its title: it is applied,
+/// the NUL replaced, and the ticket's later events apply after it.
+#[tokio::test]
+async fn a_stored_title_holding_nul_is_projected_not_dead_lettered() -> TestResult {
+    let db = TestDb::create().await?;
+    let config = common::config();
+    let producer = Producer::new(&config).await?;
+    let topic = config.topics.tickets.clone();
+    producer
+        .send_all(
+            &topic,
+            &[
+                produce("t-nul", 1, 1, ticket("nul\u{0}title", 500, "seller")),
+                produce(
+                    "t-nul",
+                    2,
+                    2,
+                    TicketEventV1::TicketUpdated(TicketUpdatedV1 {
+                        title: "after\u{0}".to_owned(),
+                        price_cents: 700,
+                    }),
+                ),
+            ],
+        )
+        .await?;
+
+    let worker = RunningProjector::spawn(&db.pool, &config)?;
+    let metrics = worker.metrics.clone();
+    eventually(Duration::from_secs(30), || async {
+        Ok(db.applied_events().await? == 2)
+    })
+    .await?;
+    worker.stop().await?;
+
+    let title: String = sqlx::query_scalar("SELECT title FROM ticket_views WHERE id = 't-nul'")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(title, "after\u{fffd}");
+    assert_eq!(metrics.snapshot().dead_lettered, 0);
+    db.drop().await
+}

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use crate::payment_provider::{Charge, ChargeError, ChargeRequest, FoundCharge, PaymentProvider};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -178,6 +178,16 @@ impl PaymentProvider for GuardedProvider {
         let failed = result.as_ref().is_err_and(ChargeError::is_provider_failure);
         self.breaker.record(!failed, Instant::now());
         result
+    }
+
+    // A read that changes nothing, needed most while charges fail: not
+    // gated by the breaker.
+    async fn find_charge(
+        &self,
+        order_id: &str,
+        attempt: u32,
+    ) -> Result<Option<FoundCharge>, ChargeError> {
+        self.inner.find_charge(order_id, attempt).await
     }
 }
 

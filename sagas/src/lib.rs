@@ -45,7 +45,9 @@ pub mod worker;
 pub use circuit_breaker::{BreakerSettings, BreakerState, CircuitBreaker};
 pub use commands::{Commands, DEFAULT_RESERVATION_GRACE};
 pub use outcome::{SagaError, TaskOutcome};
-pub use payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+pub use payment_provider::{
+    Charge, ChargeError, ChargeRequest, ChargeState, FoundCharge, PaymentProvider,
+};
 pub use payments::{Paid, PayError, PayRequest, PaymentService};
 pub use settings::PaymentSettings;
 pub use worker::{ExecutionOutcome, SagaConfig, SagaWorker};

@@ -79,6 +79,8 @@ pub struct PaymentService {
     /// When the recovery timer fires if the request did not settle the
     /// payment; longer than the provider's timeout.
     recovery_after: Duration,
+    /// How long after it started a payment is settled at the latest.
+    settle_within: Duration,
 }
 
 /// Writes the recovery timer of a payment with the event that starts it.
@@ -121,8 +123,19 @@ impl CommitEffect<Order> for RecoveryTimer {
     }
 }
 
+/// How long after it started an unresolved payment is given up when the
+/// provider has no charge for it: well past Stripe's search lag (about a
+/// minute, an hour during its incidents) and well before Stripe forgets the
+/// idempotency key (24 h), after which a re-send could charge afresh.
+pub const DEFAULT_SETTLE_WITHIN: Duration = Duration::hours(2);
+
 fn idempotency_key(order_id: &str, attempt: u32) -> String {
     format!("{order_id}:{attempt}")
+}
+
+/// The attempt an [`idempotency_key`] was made for.
+fn attempt_of(idempotency_key: &str) -> Option<u32> {
+    idempotency_key.rsplit_once(':')?.1.parse().ok()
 }
 
 impl PaymentService {
@@ -138,7 +151,15 @@ impl PaymentService {
             provider,
             pool,
             recovery_after,
+            settle_within: DEFAULT_SETTLE_WITHIN,
         }
+    }
+
+    /// Bounds how long a payment stays unresolved (see [`DEFAULT_SETTLE_WITHIN`]).
+    #[must_use]
+    pub fn with_settle_within(mut self, settle_within: Duration) -> Self {
+        self.settle_within = settle_within;
+        self
     }
 
     /// Pays for the order; answers once the order is complete.
@@ -194,6 +215,7 @@ impl PaymentService {
                 started.aggregate.payment_attempts(),
             ),
             order_id: request.order_id.clone(),
+            attempt: started.aggregate.payment_attempts(),
         };
         let outcome = self.provider.charge(&charge).await;
         match self
@@ -387,6 +409,7 @@ impl PaymentService {
             token: token.to_owned(),
             idempotency_key: idempotency_key.to_owned(),
             order_id: order_id.to_owned(),
+            attempt: attempt_of(idempotency_key).unwrap_or_default(),
         };
         let outcome = self.provider.charge(&charge).await;
         // Never "first": the request may have reached the provider.

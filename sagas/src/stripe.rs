@@ -5,10 +5,13 @@ use async_trait::async_trait;
 use std::str::FromStr;
 use std::time::Duration;
 use stripe::{
-    ChargeSourceParams, CreateCharge, Currency, ErrorType, RequestStrategy, StripeError, TokenId,
+    ChargeSourceParams, ChargeStatus, CreateCharge, Currency, ErrorType, RequestStrategy,
+    SearchList, StripeError, TokenId,
 };
 
-use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use crate::payment_provider::{
+    Charge, ChargeError, ChargeRequest, ChargeState, FoundCharge, PaymentProvider,
+};
 
 /// Stripe's API, at a configurable base URL (a local stand-in in tests).
 #[derive(Clone)]
@@ -60,6 +63,7 @@ impl PaymentProvider for StripeProvider {
             .with_strategy(RequestStrategy::Idempotent(request.idempotency_key.clone()));
         let mut metadata = std::collections::HashMap::new();
         let _ = metadata.insert("order_id".to_owned(), request.order_id.clone());
+        let _ = metadata.insert("attempt".to_owned(), request.attempt.to_string());
         let mut params = CreateCharge::new();
         params.amount = Some(request.amount_cents);
         params.currency = Some(currency);
@@ -76,6 +80,61 @@ impl PaymentProvider for StripeProvider {
             Ok(Err(error)) => Err(classify(error)),
         }
     }
+
+    #[tracing::instrument(skip_all, fields(order_id, attempt))]
+    async fn find_charge(
+        &self,
+        order_id: &str,
+        attempt: u32,
+    ) -> Result<Option<FoundCharge>, ChargeError> {
+        let params = SearchCharges {
+            query: format!(
+                "metadata['order_id']:'{}' AND metadata['attempt']:'{attempt}'",
+                order_id.replace('\'', "\\'")
+            ),
+            limit: 10,
+        };
+        let search = self
+            .client
+            .get_query::<SearchList<stripe::Charge>, _>("/charges/search", &params);
+        let found = match tokio::time::timeout(self.timeout, search).await {
+            Err(_elapsed) => {
+                return Err(ChargeError::Unavailable {
+                    reason: format!("no answer to a charge search within {:?}", self.timeout),
+                    maybe_charged: true,
+                })
+            }
+            Ok(Err(error)) => return Err(classify(error)),
+            Ok(Ok(found)) => found,
+        };
+        // One key per attempt makes at most one charge; a succeeded one
+        // wins over anything else listed.
+        let state = |charge: &stripe::Charge| match charge.status {
+            ChargeStatus::Succeeded => ChargeState::Succeeded,
+            ChargeStatus::Failed => ChargeState::Failed,
+            ChargeStatus::Pending => ChargeState::Pending,
+        };
+        Ok(found
+            .data
+            .iter()
+            .map(|charge| FoundCharge {
+                id: charge.id.to_string(),
+                state: state(charge),
+            })
+            .min_by_key(|found| match found.state {
+                ChargeState::Succeeded => 0,
+                ChargeState::Pending => 1,
+                ChargeState::Failed => 2,
+            }))
+    }
+}
+
+/// Stripe's `GET /v1/charges/search` parameters (async-stripe 0.41 has no
+/// typed charge search).
+#[derive(serde::Serialize)]
+struct SearchCharges {
+    query: String,
+    limit: u32,
 }
 
 fn classify(error: StripeError) -> ChargeError {

@@ -267,7 +267,7 @@ fn complete_with_a_payment_that_already_failed_is_refused() {
             payment_started("payment-2", 2),
         ])
         .when(complete("payment-1"))
-        .then_expect_error_message("This payment is not the order's payment in flight");
+        .then_expect_error(OrderError::PaymentInProgress);
 }
 
 #[test]
@@ -368,6 +368,10 @@ fn messages_match_the_api() {
         (
             OrderError::PaymentInProgress,
             "A payment for this order is already in progress",
+        ),
+        (
+            OrderError::PaymentNotInFlight,
+            "This payment is not the order's payment in flight",
         ),
     ];
     for (error, message) in cases {

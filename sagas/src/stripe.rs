@@ -52,8 +52,9 @@ impl StripeProvider {
 impl PaymentProvider for StripeProvider {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id, idempotency_key = %request.idempotency_key))]
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ChargeError> {
+        // Never echoed: what was sent may be card data.
         let token = TokenId::from_str(&request.token)
-            .map_err(|_| ChargeError::Invalid(format!("No such token: '{}'", request.token)))?;
+            .map_err(|_| ChargeError::Invalid("The payment token is not valid".to_owned()))?;
         let currency = Currency::from_str(&request.currency).map_err(|_| {
             ChargeError::Invalid(format!("Unsupported currency {}", request.currency))
         })?;
@@ -140,20 +141,34 @@ struct SearchCharges {
 fn classify(error: StripeError) -> ChargeError {
     match error {
         StripeError::Stripe(request) => {
-            let message = request
-                .message
-                .clone()
-                .unwrap_or_else(|| "The payment was refused".to_owned());
-            match request.error_type {
-                ErrorType::Card => ChargeError::Declined(message),
-                ErrorType::InvalidRequest | ErrorType::Validation if request.http_status < 500 => {
-                    ChargeError::Invalid(message)
+            let status = request.http_status;
+            match (status, &request.error_type) {
+                // Our key or account is wrong: the provider's problem, not
+                // the buyer's, and its message carries the key's tail, so
+                // it is reported by status only and never shown.
+                (401 | 403, _) | (_, ErrorType::Authentication) => ChargeError::Unavailable {
+                    reason: format!("Stripe refused our credentials ({status})"),
+                    maybe_charged: false,
+                },
+                // Another request with this key is still running at Stripe:
+                // it may charge.
+                (409, _) | (_, ErrorType::IdempotencyError) => ChargeError::Unavailable {
+                    reason: format!("Stripe answered {status}: the idempotency key is in use"),
+                    maybe_charged: true,
+                },
+                // Refused before anything ran; a retry may pass.
+                (429, _) | (_, ErrorType::RateLimit) => ChargeError::Unavailable {
+                    reason: format!("Stripe answered {status}: rate limited"),
+                    maybe_charged: false,
+                },
+                (_, ErrorType::Card) => ChargeError::Declined(message(&request)),
+                (..500, ErrorType::InvalidRequest | ErrorType::Validation) => {
+                    ChargeError::Invalid(message(&request))
                 }
                 _ => ChargeError::Unavailable {
-                    reason: format!("Stripe answered {}: {message}", request.http_status),
-                    // A 4xx other than the above (authentication, rate limit)
-                    // was refused before charging; a 5xx may have charged.
-                    maybe_charged: request.http_status >= 500,
+                    reason: format!("Stripe answered {status}: {}", message(&request)),
+                    // A 5xx may have charged; another 4xx was refused first.
+                    maybe_charged: status >= 500,
                 },
             }
         }
@@ -165,5 +180,62 @@ fn classify(error: StripeError) -> ChargeError {
             reason: other.to_string(),
             maybe_charged: true,
         },
+    }
+}
+
+fn message(request: &stripe::RequestError) -> String {
+    request
+        .message
+        .clone()
+        .unwrap_or_else(|| "The payment was refused".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(http_status: u16, error_type: ErrorType, message: &str) -> ChargeError {
+        classify(StripeError::Stripe(stripe::RequestError {
+            http_status,
+            error_type,
+            message: Some(message.to_owned()),
+            ..stripe::RequestError::default()
+        }))
+    }
+
+    #[test]
+    fn only_card_and_request_errors_are_definite_refusals() {
+        let declined = answered(402, ErrorType::Card, "Your card was declined.");
+        assert_eq!(
+            declined,
+            ChargeError::Declined("Your card was declined.".to_owned())
+        );
+        let invalid = answered(400, ErrorType::InvalidRequest, "No such token: 'tok_x'");
+        assert_eq!(
+            invalid,
+            ChargeError::Invalid("No such token: 'tok_x'".to_owned())
+        );
+        for (status, kind, charged) in [
+            (429, ErrorType::InvalidRequest, false),
+            (429, ErrorType::RateLimit, false),
+            (409, ErrorType::InvalidRequest, true),
+            (409, ErrorType::IdempotencyError, true),
+            (401, ErrorType::InvalidRequest, false),
+            (500, ErrorType::Api, true),
+        ] {
+            let label = format!("{status} {kind:?}");
+            match answered(status, kind, "Invalid API Key provided: sk_test_****_bad") {
+                ChargeError::Unavailable {
+                    reason,
+                    maybe_charged,
+                } => {
+                    assert_eq!(maybe_charged, charged, "{label}");
+                    if status == 401 {
+                        assert!(!reason.contains("sk_"), "{reason}");
+                    }
+                }
+                other => panic!("{label} classified as {other:?}"),
+            }
+        }
     }
 }

@@ -77,7 +77,7 @@ async fn a_declined_card_is_a_400_and_the_order_stays_payable() {
     assert_errors(
         pay(&app, &buyer, &order_id, "asldkfj").await,
         StatusCode::BAD_REQUEST,
-        &[("No such token: 'asldkfj'", None)],
+        &[("The payment token is not valid", None)],
     )
     .await;
     assert_eq!(

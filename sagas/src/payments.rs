@@ -200,6 +200,7 @@ impl PaymentService {
         // Checked before anything is recorded: what a client sends in place
         // of a token may be a card number, and is never echoed nor kept.
         if !is_card_token(&request.token) {
+            tracing::info!("payment refused: the token is not a card token");
             return Err(PayError::Declined(INVALID_TOKEN.to_owned()));
         }
         let order = self

@@ -274,16 +274,45 @@ async fn a_replayed_5xx_without_a_charge_fails_within_the_bound_and_frees_the_or
     assert_eq!(fixture.reserved_by(&ticket).await, None);
 }
 
+/// Everything logged while it is the thread's subscriber, at every level.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn a_card_number_sent_as_the_token_is_never_echoed_or_stored() {
     let fixture = Fixture::new().await;
     let (_, order) = open_order(&fixture).await;
     let card = "4242424242424242";
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .finish();
 
-    let answered = fixture
-        .payments
-        .pay(&pay_with(&order, card), &metadata())
-        .await;
+    // (A current-thread runtime: the pay runs on this thread.)
+    let answered = {
+        let _logging = tracing::subscriber::set_default(subscriber);
+        fixture
+            .payments
+            .pay(&pay_with(&order, card), &metadata())
+            .await
+    };
+    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(!logged.is_empty(), "nothing was captured");
+    assert!(!logged.contains(card), "logged: {logged}");
     let message = answered.as_ref().map_err(ToString::to_string).unwrap_err();
     assert!(!message.contains(card), "{message}");
     assert!(

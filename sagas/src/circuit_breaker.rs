@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use crate::payment_provider::{Charge, ChargeError, ChargeRequest, FoundCharge, PaymentProvider};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -51,6 +51,16 @@ struct Inner {
     state: BreakerState,
     failures: u32,
     opened_at: Option<Instant>,
+}
+
+/// What [`CircuitBreaker::admit`] let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// An ordinary call (closed).
+    Call,
+    /// The one call of the half-open state: its outcome must be recorded,
+    /// or every later call fails fast.
+    Probe,
 }
 
 /// The state machine, with time passed in so it is testable as is.
@@ -101,10 +111,17 @@ impl CircuitBreaker {
 
     /// Whether a call may go out now.
     pub fn try_acquire(&self, now: Instant) -> bool {
+        self.admit(now).is_some()
+    }
+
+    /// Lets a call out, saying whether it is the half-open probe, or
+    /// refuses it.
+    #[must_use]
+    pub fn admit(&self, now: Instant) -> Option<Admission> {
         let mut inner = self.lock();
         match inner.state {
-            BreakerState::Closed => true,
-            BreakerState::HalfOpen => false,
+            BreakerState::Closed => Some(Admission::Call),
+            BreakerState::HalfOpen => None,
             BreakerState::Open => {
                 let cooled = inner
                     .opened_at
@@ -112,7 +129,7 @@ impl CircuitBreaker {
                 if cooled {
                     self.transition(&mut inner, BreakerState::HalfOpen);
                 }
-                cooled
+                cooled.then_some(Admission::Probe)
             }
         }
     }
@@ -164,20 +181,51 @@ impl GuardedProvider {
     }
 }
 
+/// A probe in flight. If its future is dropped (the client went away and
+/// the handler with it) the probe counts as failed, so the breaker opens
+/// again and probes after the cool-down instead of staying half-open.
+struct PendingProbe<'a> {
+    breaker: &'a CircuitBreaker,
+    armed: bool,
+}
+
+impl Drop for PendingProbe<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.record(false, Instant::now());
+        }
+    }
+}
+
 #[async_trait]
 impl PaymentProvider for GuardedProvider {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ChargeError> {
-        if !self.breaker.try_acquire(Instant::now()) {
+        let Some(admission) = self.breaker.admit(Instant::now()) else {
             return Err(ChargeError::Unavailable {
                 reason: "the payment provider is failing; payments are paused, retry shortly"
                     .to_owned(),
                 maybe_charged: false,
             });
-        }
+        };
+        let mut pending = PendingProbe {
+            breaker: &self.breaker,
+            armed: admission == Admission::Probe,
+        };
         let result = self.inner.charge(request).await;
+        pending.armed = false;
         let failed = result.as_ref().is_err_and(ChargeError::is_provider_failure);
         self.breaker.record(!failed, Instant::now());
         result
+    }
+
+    // A read that changes nothing, needed most while charges fail: not
+    // gated by the breaker.
+    async fn find_charge(
+        &self,
+        order_id: &str,
+        attempt: u32,
+    ) -> Result<Option<FoundCharge>, ChargeError> {
+        self.inner.find_charge(order_id, attempt).await
     }
 }
 
@@ -239,5 +287,18 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.try_acquire(later + Duration::from_secs(5)));
         assert!(b.try_acquire(later + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn only_the_half_open_call_is_a_probe() {
+        let b = breaker();
+        let t = Instant::now();
+        assert_eq!(b.admit(t), Some(Admission::Call));
+        for _ in 0..3 {
+            b.record(false, t);
+        }
+        assert_eq!(b.admit(t), None);
+        assert_eq!(b.admit(t + Duration::from_secs(10)), Some(Admission::Probe));
+        assert_eq!(b.admit(t + Duration::from_secs(10)), None);
     }
 }

@@ -11,8 +11,10 @@
 //! exactly when its event does, whatever crashes.
 //!
 //! [`SagaWorker`]s claim due timers with `FOR UPDATE SKIP LOCKED`, moving
-//! each one lease ahead in the same statement, so no two workers fire one
-//! timer and no transaction stays open while the follow-up command runs. A
+//! each one lease ahead under a fresh claim token in the same statement, so
+//! no transaction stays open while the follow-up command runs; each firing
+//! is fenced by its claim (the lease is renewed before it starts and while
+//! it runs, and refused once it ran out), so no two workers fire one timer. A
 //! timer is deleted once its command succeeded; a worker that dies
 //! mid-task leaves it to fire again after the lease, which is safe because
 //! every follow-up command is idempotent (expiring a paid or cancelled
@@ -42,10 +44,12 @@ pub mod stripe_stand_in;
 pub mod timers;
 pub mod worker;
 
-pub use circuit_breaker::{BreakerSettings, BreakerState, CircuitBreaker};
+pub use circuit_breaker::{Admission, BreakerSettings, BreakerState, CircuitBreaker};
 pub use commands::{Commands, DEFAULT_RESERVATION_GRACE};
 pub use outcome::{SagaError, TaskOutcome};
-pub use payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+pub use payment_provider::{
+    Charge, ChargeError, ChargeRequest, ChargeState, FoundCharge, PaymentProvider,
+};
 pub use payments::{Paid, PayError, PayRequest, PaymentService};
 pub use settings::PaymentSettings;
 pub use worker::{ExecutionOutcome, SagaConfig, SagaWorker};

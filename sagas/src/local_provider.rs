@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
 
-use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use crate::payment_provider::{
+    Charge, ChargeError, ChargeRequest, ChargeState, FoundCharge, PaymentProvider,
+};
 
 /// `tok_visa` (and the other `tok_` card tokens Stripe documents as
 /// succeeding) charge; `tok_chargeDeclined*` decline; anything else is an
@@ -15,8 +17,11 @@ use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvide
 #[derive(Default)]
 pub struct LocalProvider {
     /// Outcome by idempotency key, so a repeated key never charges twice.
-    charges: Mutex<HashMap<String, Result<Charge, ChargeError>>>,
+    charges: Mutex<HashMap<String, Outcome>>,
 }
+
+/// A key's outcome, with the order and attempt it was charged for.
+type Outcome = (String, u32, Result<Charge, ChargeError>);
 
 const SUCCEEDING: &[&str] = &[
     "tok_visa",
@@ -59,8 +64,33 @@ impl PaymentProvider for LocalProvider {
         })?;
         charges
             .entry(request.idempotency_key.clone())
-            .or_insert_with(|| Self::decide(request))
+            .or_insert_with(|| {
+                (
+                    request.order_id.clone(),
+                    request.attempt,
+                    Self::decide(request),
+                )
+            })
+            .2
             .clone()
+    }
+
+    async fn find_charge(
+        &self,
+        order_id: &str,
+        attempt: u32,
+    ) -> Result<Option<FoundCharge>, ChargeError> {
+        let charges = self.charges.lock().map_err(|_| ChargeError::Unavailable {
+            reason: "local provider state poisoned".to_owned(),
+            maybe_charged: false,
+        })?;
+        Ok(charges.values().find_map(|(order, n, outcome)| {
+            let charge = outcome.as_ref().ok()?;
+            (order == order_id && *n == attempt).then(|| FoundCharge {
+                id: charge.id.clone(),
+                state: ChargeState::Succeeded,
+            })
+        }))
     }
 }
 
@@ -77,6 +107,7 @@ mod tests {
             token: token.into(),
             idempotency_key: key.into(),
             order_id: "o".into(),
+            attempt: 1,
         }
     }
 

@@ -12,13 +12,34 @@ pub struct ChargeRequest {
     pub token: String,
     /// Sent as Stripe's `Idempotency-Key`: the same key never charges twice.
     pub idempotency_key: String,
+    /// Sent as the charge's metadata with `attempt`, so the charge can be
+    /// looked up when its own answer is lost.
     pub order_id: String,
+    /// The order's payment attempt (from 1).
+    pub attempt: u32,
 }
 
 /// A charge the processor accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
     pub id: String,
+}
+
+/// A charge found at the processor by its order and attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCharge {
+    pub id: String,
+    pub state: ChargeState,
+}
+
+/// Where a charge found at the processor stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeState {
+    Succeeded,
+    /// Declined: the money did not move.
+    Failed,
+    /// Not decided yet (rare for cards); look again later.
+    Pending,
 }
 
 /// Why a charge was not made.
@@ -51,4 +72,13 @@ pub trait PaymentProvider: Send + Sync {
     /// Makes the charge, or returns the outcome of the earlier charge made
     /// with the same idempotency key.
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ChargeError>;
+
+    /// The charge made for the order's `attempt`, if any (by the metadata
+    /// every charge carries): what settles a charge whose own answer is
+    /// lost or replayed as a 5xx under its idempotency key.
+    async fn find_charge(
+        &self,
+        order_id: &str,
+        attempt: u32,
+    ) -> Result<Option<FoundCharge>, ChargeError>;
 }

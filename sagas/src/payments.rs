@@ -11,7 +11,14 @@
 //!    (Stripe would otherwise replay the decline).
 //! 4. A definite answer settles the payment and the order (complete, or
 //!    payable again) and removes the recovery timer. An unknown outcome (a
-//!    timeout, a 5xx) is left to the timer, which re-sends the same charge.
+//!    timeout, a 5xx, a 409 or 429, or a call not sent while the recovery
+//!    timer may already have sent it) is left to the timer, which re-sends
+//!    the same charge, looks it up at the provider when the answer is still
+//!    unknown, and gives the payment up once it is older than
+//!    `settle_within` with no charge found (before Stripe forgets the key).
+//! 5. Nothing is recorded as failed while a charge may exist, and an order
+//!    takes only the payment in flight, so a late success never completes
+//!    an order whose attempt failed.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -25,7 +32,9 @@ use ticketing_eventstore::{CommandError, CommandMetadata, CommitEffect};
 
 use crate::commands::Commands;
 use crate::outcome::{SagaError, TaskOutcome};
-use crate::payment_provider::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use crate::payment_provider::{
+    Charge, ChargeError, ChargeRequest, ChargeState, FoundCharge, PaymentProvider,
+};
 use crate::timers::{self, NewTimer, TimerTask};
 
 /// The only currency charged.
@@ -79,6 +88,8 @@ pub struct PaymentService {
     /// When the recovery timer fires if the request did not settle the
     /// payment; longer than the provider's timeout.
     recovery_after: Duration,
+    /// How long after it started a payment is settled at the latest.
+    settle_within: Duration,
 }
 
 /// Writes the recovery timer of a payment with the event that starts it.
@@ -121,8 +132,23 @@ impl CommitEffect<Order> for RecoveryTimer {
     }
 }
 
+/// How long after it started an unresolved payment is given up when the
+/// provider has no charge for it: well past Stripe's search lag (about a
+/// minute, an hour during its incidents) and well before Stripe forgets the
+/// idempotency key (24 h), after which a re-send could charge afresh.
+pub const DEFAULT_SETTLE_WITHIN: Duration = Duration::hours(2);
+
+/// The longest settle bound: the last recovery rounds must end before
+/// Stripe forgets the key.
+pub const MAX_SETTLE_WITHIN: Duration = Duration::hours(20);
+
 fn idempotency_key(order_id: &str, attempt: u32) -> String {
     format!("{order_id}:{attempt}")
+}
+
+/// The attempt an [`idempotency_key`] was made for.
+fn attempt_of(idempotency_key: &str) -> Option<u32> {
+    idempotency_key.rsplit_once(':')?.1.parse().ok()
 }
 
 impl PaymentService {
@@ -133,12 +159,35 @@ impl PaymentService {
         pool: PgPool,
         recovery_after: Duration,
     ) -> Self {
+        // Exported at 0, so that the first one is an increase.
+        metrics::counter!("payments_charged_without_order_total").increment(0);
         Self {
             commands,
             provider,
             pool,
             recovery_after,
+            settle_within: DEFAULT_SETTLE_WITHIN,
         }
+    }
+
+    /// Bounds how long a payment stays unresolved (see
+    /// [`DEFAULT_SETTLE_WITHIN`]); capped at [`MAX_SETTLE_WITHIN`].
+    #[must_use]
+    pub fn with_settle_within(mut self, settle_within: Duration) -> Self {
+        if settle_within > MAX_SETTLE_WITHIN {
+            tracing::warn!(
+                requested_seconds = settle_within.num_seconds(),
+                "payment settle bound capped below Stripe's 24 h idempotency window"
+            );
+        }
+        self.settle_within = settle_within.min(MAX_SETTLE_WITHIN);
+        self
+    }
+
+    /// How long after it started a payment is settled at the latest.
+    #[must_use]
+    pub fn settle_within(&self) -> Duration {
+        self.settle_within
     }
 
     /// Pays for the order; answers once the order is complete.
@@ -148,6 +197,12 @@ impl PaymentService {
         request: &PayRequest,
         metadata: &CommandMetadata,
     ) -> Result<Paid, PayError> {
+        // Checked before anything is recorded: what a client sends in place
+        // of a token may be a card number, and is never echoed nor kept.
+        if !is_card_token(&request.token) {
+            tracing::info!("payment refused: the token is not a card token");
+            return Err(PayError::Declined(INVALID_TOKEN.to_owned()));
+        }
         let order = self
             .commands
             .orders
@@ -183,21 +238,22 @@ impl PaymentService {
                 metadata,
             )
             .await?;
-        // Both fresh: no earlier call can have used this key.
+        // Both fresh: no earlier request can have used this key (the
+        // recovery timer still can: see `decide`).
         let first_call = !started.events.is_empty() && requested;
+        let attempt = started.aggregate.payment_attempts();
         let charge = ChargeRequest {
             amount_cents,
             currency: CURRENCY.to_owned(),
             token: request.token.clone(),
-            idempotency_key: idempotency_key(
-                &request.order_id,
-                started.aggregate.payment_attempts(),
-            ),
+            idempotency_key: idempotency_key(&request.order_id, attempt),
             order_id: request.order_id.clone(),
+            attempt,
         };
         let outcome = self.provider.charge(&charge).await;
+        let decision = self.decide(&outcome, first_call, &request.payment_id).await;
         match self
-            .settle(&request.payment_id, &request.order_id, &outcome, first_call, metadata)
+            .settle(&request.payment_id, &request.order_id, &decision, metadata)
             .await?
         {
             Settled::Completed { order_version } => {
@@ -222,6 +278,40 @@ impl PaymentService {
                 "The payment provider did not answer in time; the payment will be settled shortly, check the order"
                     .to_owned(),
             )),
+        }
+    }
+
+    /// What the request's own charge outcome settles. A call that was not
+    /// sent (the breaker failed fast, the provider refused before running
+    /// it) proves nothing if the recovery timer may have sent the same key
+    /// meanwhile (it is due before the request's commits land when they
+    /// are slow): only a timer that never fired, removed here, guarantees
+    /// that no charge exists and none will be made under the key.
+    async fn decide(
+        &self,
+        outcome: &Result<Charge, ChargeError>,
+        first_call: bool,
+        payment_id: &str,
+    ) -> Decision {
+        match outcome {
+            Ok(charge) => Decision::Charged(charge.clone()),
+            Err(error @ (ChargeError::Declined(_) | ChargeError::Invalid(_))) => {
+                Decision::Refused(error.to_string())
+            }
+            Err(error @ ChargeError::Unavailable { maybe_charged, .. }) => {
+                if *maybe_charged || !first_call {
+                    return Decision::Unknown;
+                }
+                let recovery = timers::payment_recovery_id(payment_id);
+                match timers::cancel_unfired(&self.pool, &recovery).await {
+                    Ok(true) => Decision::Refused(error.to_string()),
+                    Ok(false) => Decision::Unknown,
+                    Err(failure) => {
+                        tracing::warn!(payment_id, %failure, "could not take back a payment's recovery timer");
+                        Decision::Unknown
+                    }
+                }
+            }
         }
     }
 
@@ -254,26 +344,29 @@ impl PaymentService {
         }
     }
 
-    /// Applies a charge outcome to the payment and the order.
+    /// Applies a decision to the payment and the order.
     async fn settle(
         &self,
         payment_id: &str,
         order_id: &str,
-        outcome: &Result<Charge, ChargeError>,
-        first_call: bool,
+        decision: &Decision,
         metadata: &CommandMetadata,
     ) -> Result<Settled, SagaError> {
-        match outcome {
-            Ok(charge) => {
-                self.record_payment(
-                    payment_id,
-                    PaymentCommand::Succeed {
-                        stripe_id: charge.id.clone(),
-                    },
-                    metadata,
-                )
-                .await?;
-                let completed = self
+        match decision {
+            Decision::Charged(charge) => {
+                let recorded = self
+                    .record_payment(
+                        payment_id,
+                        PaymentCommand::Succeed {
+                            stripe_id: charge.id.clone(),
+                        },
+                        metadata,
+                    )
+                    .await?;
+                if recorded != PaymentStatus::Succeeded {
+                    return Ok(charged_without_order(payment_id, order_id, &charge.id));
+                }
+                let completed = match self
                     .commands
                     .orders
                     .execute(
@@ -284,26 +377,30 @@ impl PaymentService {
                         metadata,
                     )
                     .await
-                    .map_err(SagaError::Order)?;
+                {
+                    Ok(completed) => completed,
+                    Err(CommandError::Rejected(rejection)) => {
+                        tracing::error!(payment_id, order_id, %rejection, "the order refused a payment that was charged");
+                        return Ok(charged_without_order(payment_id, order_id, &charge.id));
+                    }
+                    Err(other) => return Err(SagaError::Order(other)),
+                };
                 tracing::info!(payment_id, order_id, charge = %charge.id, "payment succeeded");
                 Ok(Settled::Completed {
                     order_version: completed.aggregate.version(),
                 })
             }
-            Err(ChargeError::Unavailable { maybe_charged, .. })
-                if *maybe_charged || !first_call =>
-            {
-                Ok(Settled::Unknown)
-            }
-            Err(error) => {
-                self.record_payment(
-                    payment_id,
-                    PaymentCommand::Fail {
-                        reason: error.to_string(),
-                    },
-                    metadata,
-                )
-                .await?;
+            Decision::Unknown => Ok(Settled::Unknown),
+            Decision::Refused(reason) => {
+                let _ = self
+                    .record_payment(
+                        payment_id,
+                        PaymentCommand::Fail {
+                            reason: reason.clone(),
+                        },
+                        metadata,
+                    )
+                    .await?;
                 self.commands
                     .orders
                     .execute(
@@ -315,28 +412,36 @@ impl PaymentService {
                     )
                     .await
                     .map_err(SagaError::Order)?;
-                tracing::info!(payment_id, order_id, %error, "payment failed");
+                tracing::info!(payment_id, order_id, reason, "payment failed");
                 Ok(Settled::Failed)
             }
         }
     }
 
+    /// Records an outcome; answers the payment's status afterwards (another
+    /// outcome if it was settled before).
     async fn record_payment(
         &self,
         payment_id: &str,
         command: PaymentCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), SagaError> {
+    ) -> Result<PaymentStatus, SagaError> {
         match self
             .commands
             .payments
             .execute(payment_id, command, metadata)
             .await
         {
-            Ok(_) => Ok(()),
-            // Settled before with the same outcome (a recovery racing the
-            // request): nothing left to do.
-            Err(CommandError::Rejected(PaymentError::AlreadySettled)) => Ok(()),
+            Ok(executed) => Ok(executed.aggregate.status()),
+            // Settled before (a recovery racing the request): the status
+            // it was settled with decides.
+            Err(CommandError::Rejected(PaymentError::AlreadySettled)) => Ok(self
+                .commands
+                .payments
+                .load(payment_id)
+                .await
+                .map_err(SagaError::Payment)?
+                .status()),
             Err(other) => Err(SagaError::Payment(other)),
         }
     }
@@ -351,16 +456,22 @@ impl PaymentService {
     }
 
     /// Fires a recovery timer: settles a payment the request left open.
-    #[allow(clippy::too_many_arguments)]
+    /// Re-sends the charge under its key; if Stripe's answer is still no
+    /// answer (a timeout, or a 5xx it replays for the key forever), looks
+    /// the charge up by its metadata. Once the payment is older than
+    /// `settle_within` the key is no longer sent, and a tenth of that later
+    /// with no charge found the payment is failed for good (its key is
+    /// never sent again, so it cannot charge later).
     pub async fn recover(
         &self,
-        payment_id: &str,
-        order_id: &str,
-        token: &str,
-        idempotency_key: &str,
-        amount_cents: i64,
+        recovery: &Recovery<'_>,
         metadata: &CommandMetadata,
     ) -> Result<TaskOutcome, SagaError> {
+        let Recovery {
+            payment_id,
+            order_id,
+            ..
+        } = *recovery;
         let payment = self
             .commands
             .payments
@@ -381,23 +492,142 @@ impl PaymentService {
                 .request_payment(payment_id, order_id, &order, metadata)
                 .await?;
         }
-        let charge = ChargeRequest {
-            amount_cents,
-            currency: CURRENCY.to_owned(),
-            token: token.to_owned(),
-            idempotency_key: idempotency_key.to_owned(),
-            order_id: order_id.to_owned(),
+        let attempt = attempt_of(recovery.idempotency_key);
+        let age = Utc::now() - recovery.started_at;
+        // Past the bound the key is no longer sent, so that when no charge
+        // is found a while later, none can be in flight either.
+        let decision = if age < self.settle_within {
+            let charge = ChargeRequest {
+                amount_cents: recovery.amount_cents,
+                currency: CURRENCY.to_owned(),
+                token: recovery.token.to_owned(),
+                idempotency_key: recovery.idempotency_key.to_owned(),
+                order_id: order_id.to_owned(),
+                attempt: attempt.unwrap_or_default(),
+            };
+            let outcome = self.provider.charge(&charge).await;
+            // Never "first": the request may have reached the provider.
+            match self.decide(&outcome, false, payment_id).await {
+                Decision::Unknown => match attempt {
+                    Some(attempt) => self.reconcile(recovery, attempt, false).await,
+                    None => Decision::Unknown,
+                },
+                known => known,
+            }
+        } else {
+            let quiet = self.settle_within / 10;
+            match attempt {
+                Some(attempt) => {
+                    let give_up = age >= self.settle_within + quiet;
+                    self.reconcile(recovery, attempt, give_up).await
+                }
+                None => Decision::Unknown,
+            }
         };
-        let outcome = self.provider.charge(&charge).await;
-        // Never "first": the request may have reached the provider.
         match self
-            .settle(payment_id, order_id, &outcome, false, metadata)
+            .settle(payment_id, order_id, &decision, metadata)
             .await?
         {
             Settled::Completed { .. } | Settled::Failed => Ok(TaskOutcome::Done),
             Settled::Unknown => Ok(TaskOutcome::Deferred(Utc::now() + self.recovery_after)),
         }
     }
+
+    /// Looks the attempt's charge up at the provider; with `give_up`, no
+    /// charge found fails the payment for good. Only given once the key has
+    /// not been sent for a tenth of the bound (12 min by default): longer
+    /// than Stripe takes to index a charge for search, or to finish a
+    /// request it received.
+    async fn reconcile(&self, recovery: &Recovery<'_>, attempt: u32, give_up: bool) -> Decision {
+        let (payment_id, order_id) = (recovery.payment_id, recovery.order_id);
+        let found = match self.provider.find_charge(order_id, attempt).await {
+            Ok(found) => found,
+            Err(error) => {
+                // Nothing proves there is no charge: try again later (the
+                // unresolved-payments alert says if this lasts).
+                tracing::warn!(payment_id, order_id, %error, "could not look the charge up");
+                return Decision::Unknown;
+            }
+        };
+        let decision = match found {
+            Some(FoundCharge {
+                id,
+                state: ChargeState::Succeeded,
+            }) => Decision::Charged(Charge { id }),
+            Some(FoundCharge {
+                state: ChargeState::Failed,
+                ..
+            }) => Decision::Refused("The card was declined".to_owned()),
+            Some(FoundCharge {
+                state: ChargeState::Pending,
+                ..
+            }) => Decision::Unknown,
+            None if give_up => Decision::Refused(format!(
+                "no charge made within {} s; given up",
+                self.settle_within.num_seconds()
+            )),
+            None => Decision::Unknown,
+        };
+        let outcome = match &decision {
+            Decision::Charged(_) => "charged",
+            Decision::Refused(_) => "not_charged",
+            Decision::Unknown => return decision,
+        };
+        tracing::info!(
+            payment_id,
+            order_id,
+            outcome,
+            "payment reconciled with the provider"
+        );
+        metrics::counter!("payments_reconciled_total", "outcome" => outcome).increment(1);
+        decision
+    }
+}
+
+/// A recovery timer's task, and when its payment started.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery<'a> {
+    pub payment_id: &'a str,
+    pub order_id: &'a str,
+    pub token: &'a str,
+    pub idempotency_key: &'a str,
+    pub amount_cents: i64,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The answer given for a payment token that is not a card token.
+const INVALID_TOKEN: &str = "The payment token is not valid";
+
+/// A Stripe card token (`tok_` and letters, digits, underscores): the only
+/// payment source accepted.
+fn is_card_token(token: &str) -> bool {
+    token.strip_prefix("tok_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 200
+            && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// A charge was made for a payment the order will not take (it was settled
+/// otherwise first): money taken without a ticket, for a person to refund.
+fn charged_without_order(payment_id: &str, order_id: &str, charge_id: &str) -> Settled {
+    tracing::error!(
+        payment_id,
+        order_id,
+        charge = charge_id,
+        "a charge was made for a payment the order did not take; refund it"
+    );
+    metrics::counter!("payments_charged_without_order_total").increment(1);
+    Settled::Failed
+}
+
+/// What a charge outcome (or a lookup) settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    Charged(Charge),
+    /// No charge was made nor can be under the attempt's key.
+    Refused(String),
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,4 +635,32 @@ enum Settled {
     Completed { order_version: u64 },
     Failed,
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_card_tokens_are_accepted() {
+        for token in ["tok_visa", "tok_chargeDeclined", "tok_1NxY2z"] {
+            assert!(is_card_token(token), "{token}");
+        }
+        for token in [
+            "4242424242424242",
+            "tok_",
+            "tok_4242 4242",
+            "pm_card_visa",
+            "",
+        ] {
+            assert!(!is_card_token(token), "{token}");
+        }
+    }
+
+    #[test]
+    fn the_attempt_is_read_back_from_its_key() {
+        let key = idempotency_key("5e0cdb2e-5d4f-4d0e-9d8e-0b7f1f0f0c11", 3);
+        assert_eq!(attempt_of(&key), Some(3));
+        assert_eq!(attempt_of("no-attempt"), None);
+    }
 }

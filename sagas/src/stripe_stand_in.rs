@@ -1,13 +1,15 @@
-//! A local stand-in for the Stripe endpoint this backend calls
-//! (`POST /v1/charges`), for tests: real Stripe response shapes, Stripe's
-//! test-token behaviour, `Idempotency-Key` honoured, and every charge
-//! recorded. It can be made to fail (5xx) or to stall, to exercise the
-//! timeout and the circuit breaker.
+//! A local stand-in for the Stripe endpoints this backend calls
+//! (`POST /v1/charges`, `GET /v1/charges/search`), for tests: real Stripe
+//! response shapes, Stripe's test-token behaviour, `Idempotency-Key`
+//! honoured, and a ledger of every charge made. Faults: 5xx (transient, or
+//! stored under the key and replayed as Stripe does), any error status
+//! (429, 409, 401, ...), stalls before or after the charge is made.
 
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -31,7 +33,15 @@ struct Inner {
     charges: Mutex<Vec<Value>>,
     failing: AtomicBool,
     stall_ms: AtomicU64,
+    stall_after_ms: AtomicU64,
     requests: AtomicU64,
+    searches: AtomicU64,
+    /// Keyed requests still to be answered with a stored 500; `true` if
+    /// the charge is nevertheless made.
+    stored_errors: Mutex<Vec<bool>>,
+    /// Every charge request gets this error (status, type, code) until
+    /// cleared; nothing is stored under the key.
+    forced: Mutex<Option<(u16, String, Option<String>)>>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -50,6 +60,7 @@ impl StripeStandIn {
         let inner = Arc::new(Inner::default());
         let app = Router::new()
             .route("/v1/charges", post(create_charge))
+            .route("/v1/charges/search", get(search_charges))
             .with_state(Arc::clone(&inner));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let _server = tokio::spawn(async move {
@@ -98,6 +109,48 @@ impl StripeStandIn {
         self.inner.requests.load(Ordering::SeqCst)
     }
 
+    /// The successful charges whose metadata names `order_id`.
+    #[must_use]
+    pub fn charges_for(&self, order_id: &str) -> Vec<Value> {
+        self.charges()
+            .into_iter()
+            .filter(|c| c["metadata"]["order_id"] == order_id)
+            .collect()
+    }
+
+    /// Charge searches received.
+    #[must_use]
+    pub fn searches(&self) -> u64 {
+        self.inner.searches.load(Ordering::SeqCst)
+    }
+
+    /// The next keyed charge request gets a 500 that is stored under its key
+    /// and replayed for every retry of that key (Stripe's behaviour once a
+    /// request started executing). With `charged`, the charge is made all
+    /// the same.
+    pub fn fail_next_stored(&self, charged: bool) {
+        if let Ok(mut stored) = self.inner.stored_errors.lock() {
+            stored.push(charged);
+        }
+    }
+
+    /// Until cleared with `None`, every charge request gets this error
+    /// (e.g. 429 `rate_limit`, 409 `idempotency_key_in_use`, 401), made
+    /// before any charge and not stored under the key.
+    pub fn force_error(&self, error: Option<(u16, &str, Option<&str>)>) {
+        if let Ok(mut forced) = self.inner.forced.lock() {
+            *forced = error
+                .map(|(status, kind, code)| (status, kind.to_owned(), code.map(str::to_owned)));
+        }
+    }
+
+    /// Delays every answer after the charge is made (a charge that went
+    /// through but whose answer is late).
+    pub fn set_stall_after(&self, stall: Duration) {
+        let millis = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+        self.inner.stall_after_ms.store(millis, Ordering::SeqCst);
+    }
+
     /// While `true`, every request gets Stripe's 500 `api_error`.
     pub fn set_failing(&self, failing: bool) {
         self.inner.failing.store(failing, Ordering::SeqCst);
@@ -135,10 +188,13 @@ fn decide(params: &HashMap<String, String>, sequence: usize) -> (u16, Value) {
     match source {
         "tok_visa" | "tok_mastercard" | "tok_amex" => {
             let currency = params.get("currency").cloned().unwrap_or_default();
-            let order_id = params
-                .get("metadata[order_id]")
-                .cloned()
-                .unwrap_or_default();
+            let metadata: serde_json::Map<String, Value> = params
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = k.strip_prefix("metadata[")?.strip_suffix(']')?;
+                    Some((name.to_owned(), json!(v)))
+                })
+                .collect();
             (
                 200,
                 json!({
@@ -153,7 +209,7 @@ fn decide(params: &HashMap<String, String>, sequence: usize) -> (u16, Value) {
                     "currency": currency,
                     "disputed": false,
                     "livemode": false,
-                    "metadata": { "order_id": order_id },
+                    "metadata": metadata,
                     "paid": true,
                     "refunded": false,
                     "status": "succeeded"
@@ -189,13 +245,15 @@ async fn create_charge(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {SECRET_KEY}"));
+    let forced = inner.forced.lock().ok().and_then(|f| f.clone());
     let (status, body) = if !authorized {
-        stripe_error(
-            401,
-            "invalid_request_error",
-            None,
-            "Invalid API Key provided",
-        )
+        unauthorized()
+    } else if let Some((status, kind, code)) = forced {
+        if status == 401 {
+            unauthorized()
+        } else {
+            stripe_error(status, &kind, code.as_deref(), "Forced by the stand-in")
+        }
     } else if inner.failing.load(Ordering::SeqCst) {
         stripe_error(500, "api_error", None, "An unknown error occurred")
     } else {
@@ -205,8 +263,78 @@ async fn create_charge(
             .map(str::to_owned);
         reply(&inner, key, params)
     };
+    let stall_after = inner.stall_after_ms.load(Ordering::SeqCst);
+    if stall_after > 0 {
+        tokio::time::sleep(Duration::from_millis(stall_after)).await;
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(body)).into_response()
+}
+
+/// What Stripe answers a bad secret key; the key's tail is in the message.
+fn unauthorized() -> (u16, Value) {
+    stripe_error(
+        401,
+        "invalid_request_error",
+        None,
+        "Invalid API Key provided: sk_test_****_bad",
+    )
+}
+
+/// `GET /v1/charges/search?query=metadata['k']:'v' AND ...`: the charges
+/// made whose metadata match every clause (the subset of Stripe's search
+/// language this backend uses).
+async fn search_charges(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let _ = inner.searches.fetch_add(1, Ordering::SeqCst);
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {SECRET_KEY}"));
+    if !authorized {
+        let (status, body) = unauthorized();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+        return (status, Json(body)).into_response();
+    }
+    let query = params.get("query").cloned().unwrap_or_default();
+    let clauses: Option<Vec<(String, String)>> = query
+        .split(" AND ")
+        .map(|clause| {
+            let rest = clause.trim().strip_prefix("metadata['")?;
+            let (name, value) = rest.split_once("']:'")?;
+            Some((name.to_owned(), value.strip_suffix('\'')?.to_owned()))
+        })
+        .collect();
+    let Some(clauses) = clauses else {
+        let (status, body) = stripe_error(
+            400,
+            "invalid_request_error",
+            None,
+            "The stand-in does not understand this query",
+        );
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        return (status, Json(body)).into_response();
+    };
+    let charges = inner.charges.lock().map(|c| c.clone()).unwrap_or_default();
+    let data: Vec<Value> = charges
+        .into_iter()
+        .filter(|c| {
+            clauses
+                .iter()
+                .all(|(name, value)| c["metadata"][name] == value.as_str())
+        })
+        .collect();
+    Json(json!({
+        "object": "search_result",
+        "url": "/v1/charges/search",
+        "has_more": false,
+        "next_page": null,
+        "data": data,
+    }))
+    .into_response()
 }
 
 /// Stripe's idempotency: the same key and parameters get the first answer
@@ -228,9 +356,16 @@ fn reply(inner: &Inner, key: Option<String>, params: HashMap<String, String>) ->
             );
         }
     }
-    let (status, body) = decide(&params, charges.len() + 1);
-    if status == 200 {
+    let stored_error = match (&key, inner.stored_errors.lock()) {
+        (Some(_), Ok(mut stored)) if !stored.is_empty() => Some(stored.remove(0)),
+        _ => None,
+    };
+    let (mut status, mut body) = decide(&params, charges.len() + 1);
+    if status == 200 && stored_error != Some(false) {
         charges.push(body.clone());
+    }
+    if stored_error.is_some() {
+        (status, body) = stripe_error(500, "api_error", None, "An unknown error occurred");
     }
     if let Some(key) = key {
         let _ = replies.insert(key, (params, status, body.clone()));

@@ -88,15 +88,22 @@ pub struct ClaimedTimer {
     pub traceparent: Option<String>,
     /// How many times it was claimed, this claim included.
     pub attempts: i32,
+    /// This claim's token: only its holder may fire, finish or defer the
+    /// timer, and only while its lease runs (see [`hold`]).
+    pub claim: Uuid,
+    /// When the timer was scheduled (with the event that called for it).
+    pub created_at: DateTime<Utc>,
 }
 
-/// id, payload, correlation id, traceparent, attempts.
+/// id, payload, correlation id, traceparent, attempts, claim, created at.
 type ClaimRow = (
     String,
     serde_json::Value,
     Option<String>,
     Option<String>,
     i32,
+    Uuid,
+    DateTime<Utc>,
 );
 
 /// Writes `timer` unless one with the same id exists (scheduling twice is a
@@ -119,31 +126,30 @@ pub async fn schedule(conn: &mut PgConnection, timer: &NewTimer) -> sqlx::Result
     Ok(())
 }
 
-/// Claims up to `limit` due timers for `worker` by pushing their `due_at`
-/// one `lease` ahead, in one short statement. `SKIP LOCKED` keeps workers
-/// from waiting on, or claiming, each other's rows.
+/// Claims up to `limit` due timers by pushing their `due_at` one `lease`
+/// ahead, in one short statement, each under a fresh claim token. `SKIP
+/// LOCKED` keeps workers from waiting on, or claiming, each other's rows.
 pub async fn claim_due(
     pool: &PgPool,
-    worker: Uuid,
     limit: i64,
     lease: Duration,
 ) -> sqlx::Result<Vec<ClaimedTimer>> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "UPDATE saga_timers t \
-             SET due_at = now() + make_interval(secs => $3), claimed_by = $1, \
+             SET due_at = now() + make_interval(secs => $2), claimed_by = gen_random_uuid(), \
                  attempts = t.attempts + 1 \
              FROM (SELECT id FROM saga_timers WHERE due_at <= now() \
-                   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) due \
+                   ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) due \
              WHERE t.id = due.id \
-             RETURNING t.id, t.payload, t.correlation_id, t.traceparent, t.attempts",
+             RETURNING t.id, t.payload, t.correlation_id, t.traceparent, t.attempts, \
+                       t.claimed_by, t.created_at",
     )
-    .bind(worker)
     .bind(limit)
     .bind(lease.as_secs_f64())
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
-    for (id, payload, correlation_id, traceparent, attempts) in rows {
+    for (id, payload, correlation_id, traceparent, attempts, claim, created_at) in rows {
         match serde_json::from_value::<TimerTask>(payload) {
             Ok(task) => claimed.push(ClaimedTimer {
                 id,
@@ -151,6 +157,8 @@ pub async fn claim_due(
                 correlation_id,
                 traceparent,
                 attempts,
+                claim,
+                created_at,
             }),
             // Left in place (it comes back after the lease) and reported,
             // rather than dropped: a newer worker version may understand it.
@@ -160,11 +168,29 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
-/// Removes a fired timer, if `worker` still holds its claim.
-pub async fn finish(pool: &PgPool, id: &str, worker: Uuid) -> sqlx::Result<bool> {
+/// Renews the lease of claim `claim` on timer `id` for another `lease`,
+/// if the claim still holds and its lease has not run out: `false` means
+/// another worker may have claimed the timer, and this one must not fire
+/// it. Checked before firing (a batch can outlive its lease) and repeated
+/// while the task runs (a task can too).
+pub async fn hold(pool: &PgPool, id: &str, claim: Uuid, lease: Duration) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE saga_timers SET due_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND claimed_by = $2 AND due_at > now()",
+    )
+    .bind(id)
+    .bind(claim)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Removes a fired timer, if claim `claim` still holds it.
+pub async fn finish(pool: &PgPool, id: &str, claim: Uuid) -> sqlx::Result<bool> {
     let result = sqlx::query("DELETE FROM saga_timers WHERE id = $1 AND claimed_by = $2")
         .bind(id)
-        .bind(worker)
+        .bind(claim)
         .execute(pool)
         .await?;
     Ok(result.rows_affected() == 1)
@@ -174,14 +200,14 @@ pub async fn finish(pool: &PgPool, id: &str, worker: Uuid) -> sqlx::Result<bool>
 pub async fn defer(
     pool: &PgPool,
     id: &str,
-    worker: Uuid,
+    claim: Uuid,
     due_at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE saga_timers SET due_at = $3, claimed_by = NULL WHERE id = $1 AND claimed_by = $2",
     )
     .bind(id)
-    .bind(worker)
+    .bind(claim)
     .bind(due_at)
     .execute(pool)
     .await?;
@@ -196,6 +222,25 @@ pub async fn cancel(pool: &PgPool, id: &str) -> sqlx::Result<()> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Removes the timer `id` if it never fired (no worker ever claimed it):
+/// `true` guarantees that its task was not and will not be run.
+pub async fn cancel_unfired(pool: &PgPool, id: &str) -> sqlx::Result<bool> {
+    let result = sqlx::query("DELETE FROM saga_timers WHERE id = $1 AND attempts = 0")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Timers of `kind` scheduled before `before` and still there.
+pub async fn older_than(pool: &PgPool, kind: &str, before: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM saga_timers WHERE kind = $1 AND created_at < $2")
+        .bind(kind)
+        .bind(before)
+        .fetch_one(pool)
+        .await
 }
 
 /// Timers waiting to fire (due or not), for the pending-timers gauge.

@@ -1,5 +1,8 @@
 //! The saga worker: claims due timers and fires them. Any number of workers
-//! can run; `SKIP LOCKED` claims keep them from firing one timer twice.
+//! can run; `SKIP LOCKED` claims keep them from claiming one timer twice,
+//! and each firing is fenced by its claim (held before it starts, renewed
+//! while it runs), so a timer whose lease ran out is never fired by its
+//! old claimant as well as its new one.
 
 use chrono::{Duration, Utc};
 use sqlx::PgPool;
@@ -16,6 +19,11 @@ use crate::outcome::{SagaError, TaskOutcome};
 use crate::payments::PaymentService;
 use crate::timers::{self, ClaimedTimer, TimerTask};
 use crate::{order_expiry, reservation_repair};
+
+/// How long past the recovery bound (the settle bound and its quiet tenth)
+/// a payment may stay open, for the last rounds of its recovery, before
+/// `payments_unresolved_past_bound` counts it.
+const UNRESOLVED_GRACE: Duration = Duration::minutes(15);
 
 /// Tuning of a saga worker.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +88,7 @@ impl SagaWorker {
     /// Runs rounds until `shutdown`; a round in progress is finished first.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, "saga worker started");
+        metrics::counter!("saga_timer_claims_lost_total").increment(0);
         // Exported at 0, so that the first failure is an increase.
         for kind in TimerTask::KINDS {
             metrics::counter!("saga_timer_failures_total", "kind" => kind).increment(0);
@@ -101,6 +110,14 @@ impl SagaWorker {
                     #[allow(clippy::cast_precision_loss)]
                     metrics::gauge!("saga_timers_pending").set(pending as f64);
                 }
+                // Recovery settles every payment within its bound; one
+                // still open well after it needs a person.
+                let settle_within = self.payments.settle_within();
+                let bound = Utc::now() - settle_within - settle_within / 10 - UNRESOLVED_GRACE;
+                if let Ok(late) = timers::older_than(&self.pool, "payment-recovery", bound).await {
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics::gauge!("payments_unresolved_past_bound").set(late as f64);
+                }
             }
             if !pause.is_zero() {
                 tokio::select! {
@@ -114,13 +131,8 @@ impl SagaWorker {
 
     /// One round: claim what is due and fire it.
     pub async fn try_execute_task(&self) -> Result<ExecutionOutcome, SagaError> {
-        let claimed = timers::claim_due(
-            &self.pool,
-            self.id,
-            self.config.batch_size,
-            self.config.lease,
-        )
-        .await?;
+        let claimed =
+            timers::claim_due(&self.pool, self.config.batch_size, self.config.lease).await?;
         if claimed.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
         }
@@ -163,7 +175,14 @@ impl SagaWorker {
             user_id: None,
             traceparent: trace_context::current_traceparent().or_else(|| timer.traceparent.clone()),
         };
-        let outcome = match self.run(&timer.task, &metadata).await {
+        // The batch may have outlived this timer's lease: then another
+        // worker may be firing it, and this one must not.
+        if !timers::hold(&self.pool, &timer.id, timer.claim, self.config.lease).await? {
+            tracing::info!("claim ran out before firing; left to its next claimant");
+            metrics::counter!("saga_timer_claims_lost_total").increment(1);
+            return Ok(false);
+        }
+        let outcome = match self.run_held(timer, &metadata).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 // Left claimed: it fires again when the lease runs out.
@@ -175,24 +194,67 @@ impl SagaWorker {
         };
         match outcome {
             TaskOutcome::Done => {
-                let removed = timers::finish(&self.pool, &timer.id, self.id).await?;
+                let removed = timers::finish(&self.pool, &timer.id, timer.claim).await?;
                 metrics::counter!("saga_timers_fired_total", "kind" => timer.task.kind())
                     .increment(1);
                 Ok(removed)
             }
             TaskOutcome::Deferred(due_at) => {
-                let _ = timers::defer(&self.pool, &timer.id, self.id, due_at).await?;
+                let _ = timers::defer(&self.pool, &timer.id, timer.claim, due_at).await?;
                 Ok(false)
+            }
+        }
+    }
+
+    /// Runs the task while renewing its claim, so a task slower than the
+    /// lease is not claimed and run again by another worker meanwhile.
+    async fn run_held(
+        &self,
+        timer: &ClaimedTimer,
+        metadata: &CommandMetadata,
+    ) -> Result<TaskOutcome, SagaError> {
+        let run = self.run(timer, metadata);
+        tokio::pin!(run);
+        let keep = self.keep_claim(timer);
+        tokio::pin!(keep);
+        tokio::select! {
+            outcome = &mut run => outcome,
+            // The claim is lost (the store was unreachable for a lease): a
+            // command half done cannot be taken back, so it completes; the
+            // follow-up commands are idempotent.
+            () = &mut keep => run.await,
+        }
+    }
+
+    /// Renews the claim every third of the lease; returns once it is lost.
+    async fn keep_claim(&self, timer: &ClaimedTimer) {
+        // (`interval` refuses a zero period.)
+        let period = (self.config.lease / 3).max(StdDuration::from_millis(10));
+        let mut every = tokio::time::interval(period);
+        // The first tick is immediate; the claim was just held.
+        let _ = every.tick().await;
+        loop {
+            let _ = every.tick().await;
+            match timers::hold(&self.pool, &timer.id, timer.claim, self.config.lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(timer = %timer.id, "claim lost while the timer's task ran");
+                    metrics::counter!("saga_timer_claims_lost_total").increment(1);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(timer = %timer.id, %error, "could not renew a timer's claim");
+                }
             }
         }
     }
 
     async fn run(
         &self,
-        task: &TimerTask,
+        timer: &ClaimedTimer,
         metadata: &CommandMetadata,
     ) -> Result<TaskOutcome, SagaError> {
-        match task {
+        match &timer.task {
             TimerTask::OrderExpiry { order_id } => {
                 order_expiry::fire(
                     &self.commands,
@@ -221,16 +283,15 @@ impl SagaWorker {
                 idempotency_key,
                 amount_cents,
             } => {
-                self.payments
-                    .recover(
-                        payment_id,
-                        order_id,
-                        token,
-                        idempotency_key,
-                        *amount_cents,
-                        metadata,
-                    )
-                    .await
+                let recovery = crate::payments::Recovery {
+                    payment_id,
+                    order_id,
+                    token,
+                    idempotency_key,
+                    amount_cents: *amount_cents,
+                    started_at: timer.created_at,
+                };
+                self.payments.recover(&recovery, metadata).await
             }
         }
     }

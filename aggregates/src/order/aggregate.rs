@@ -208,6 +208,13 @@ impl Aggregate for Order {
                 OrderStatus::AwaitingPayment if !self.is_paying_with(&payment_id) => {
                     return Err(OrderError::PaymentInProgress)
                 }
+                // Once a payment was started, only the one in flight can
+                // complete the order: a failed attempt's late success must
+                // not (orders from before payments were started, with no
+                // attempt, still can).
+                OrderStatus::Created if self.payment_attempts > 0 => {
+                    return Err(OrderError::PaymentNotInFlight)
+                }
                 OrderStatus::AwaitingPayment | OrderStatus::Created => {
                     OrderEvent::OrderCompleted { payment_id }
                 }

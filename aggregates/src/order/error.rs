@@ -19,4 +19,6 @@ pub enum OrderError {
     NotYetExpired,
     #[error("A payment for this order is already in progress")]
     PaymentInProgress,
+    #[error("This payment is not the order's payment in flight")]
+    PaymentNotInFlight,
 }

@@ -248,6 +248,29 @@ fn complete_again_with_the_same_payment_is_a_no_op() {
 }
 
 #[test]
+fn complete_with_a_payment_that_already_failed_is_refused() {
+    // A late success of a failed attempt must not pay the order: the
+    // attempt was settled as failed and the buyer may be on the next one.
+    framework()
+        .given(vec![
+            placed(),
+            payment_started("payment-1", 1),
+            payment_failed("payment-1"),
+        ])
+        .when(complete("payment-1"))
+        .then_expect_error_message("This payment is not the order's payment in flight");
+    framework()
+        .given(vec![
+            placed(),
+            payment_started("payment-1", 1),
+            payment_failed("payment-1"),
+            payment_started("payment-2", 2),
+        ])
+        .when(complete("payment-1"))
+        .then_expect_error(OrderError::PaymentInProgress);
+}
+
+#[test]
 fn complete_with_another_payment_is_refused() {
     framework()
         .given(vec![placed(), completed("payment-1")])
@@ -345,6 +368,10 @@ fn messages_match_the_api() {
         (
             OrderError::PaymentInProgress,
             "A payment for this order is already in progress",
+        ),
+        (
+            OrderError::PaymentNotInFlight,
+            "This payment is not the order's payment in flight",
         ),
     ];
     for (error, message) in cases {

@@ -74,6 +74,12 @@ pub(crate) struct SagaArgs {
     #[arg(long, env = "PAYMENT_RECOVERY_SECONDS", default_value_t = 30)]
     payment_recovery_seconds: i64,
 
+    /// How long an unresolved payment may stay open, in seconds: past it,
+    /// with no charge found at Stripe, it is failed (capped below Stripe's
+    /// 24 h idempotency window).
+    #[arg(long, env = "PAYMENT_SETTLE_WITHIN_SECONDS", default_value_t = 7_200)]
+    payment_settle_within_seconds: i64,
+
     /// How long after a reservation's deadline it is checked, in seconds.
     #[arg(long, env = "RESERVATION_GRACE_SECONDS", default_value_t = 30)]
     reservation_grace_seconds: i64,
@@ -161,12 +167,17 @@ impl SagaArgs {
         let (provider, _breaker) = settings
             .provider()
             .context("Invalid payment provider settings")?;
-        let payments = Arc::new(PaymentService::new(
-            Arc::clone(&commands),
-            provider,
-            pool.clone(),
-            chrono::Duration::seconds(self.payment_recovery_seconds),
-        ));
+        let payments = Arc::new(
+            PaymentService::new(
+                Arc::clone(&commands),
+                provider,
+                pool.clone(),
+                chrono::Duration::seconds(self.payment_recovery_seconds),
+            )
+            .with_settle_within(chrono::Duration::seconds(
+                self.payment_settle_within_seconds,
+            )),
+        );
         Ok(Sagas { commands, payments })
     }
 

@@ -77,7 +77,7 @@ async fn a_declined_card_is_a_400_and_the_order_stays_payable() {
     assert_errors(
         pay(&app, &buyer, &order_id, "asldkfj").await,
         StatusCode::BAD_REQUEST,
-        &[("No such token: 'asldkfj'", None)],
+        &[("The payment token is not valid", None)],
     )
     .await;
     assert_eq!(
@@ -180,4 +180,43 @@ async fn stripe_down_opens_the_circuit_and_answers_503_fast() {
     .await;
     assert_eq!(app.stripe.requests(), 2);
     assert!(app.stripe.charges().is_empty());
+}
+
+#[tokio::test]
+async fn a_card_number_sent_as_the_token_is_never_echoed() {
+    let app = spawn_app().await;
+    let (buyer, order_id) = open_order(&app).await;
+    let card = "4242424242424242";
+
+    let response = pay(&app, &buyer, &order_id, card).await;
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.expect("a body");
+    assert!(!text.contains(card), "{text}");
+    assert_eq!(app.stripe.requests(), 0, "never sent to Stripe");
+    // Still payable.
+    assert_eq!(
+        pay(&app, &buyer, &order_id, "tok_visa").await.status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn a_bad_stripe_key_is_a_503_that_opens_the_breaker_and_is_never_shown() {
+    let app = spawn_app().await;
+    app.stripe
+        .force_error(Some((401, "invalid_request_error", None)));
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(open_order(&app).await);
+    }
+
+    for (buyer, order_id) in &orders {
+        let response = pay(&app, buyer, order_id, "tok_visa").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = response.text().await.expect("a body");
+        assert!(!text.contains("sk_") && !text.contains("API Key"), "{text}");
+    }
+    // The breaker (threshold 2 here) opened on the provider's error.
+    assert_eq!(app.stripe.requests(), 2);
 }

@@ -4,8 +4,8 @@ use ticketing_aggregates::{Money, OrderCommand, OrderTicket, TicketCommand, Titl
 use ticketing_eventstore::{CommandMetadata, ScratchDatabase};
 use ticketing_sagas::stripe_stand_in::{StripeStandIn, SECRET_KEY};
 use ticketing_sagas::{
-    BreakerSettings, Commands, PaymentService, PaymentSettings, SagaConfig, SagaWorker,
-    DEFAULT_RESERVATION_GRACE,
+    BreakerSettings, Commands, PaymentProvider, PaymentService, PaymentSettings, SagaConfig,
+    SagaWorker, DEFAULT_RESERVATION_GRACE,
 };
 use uuid::Uuid;
 
@@ -38,9 +38,26 @@ impl Fixture {
         .await
     }
 
+    pub(crate) async fn with_settle_within(settle_within: Duration) -> Self {
+        Self::build(
+            BreakerSettings::default(),
+            std::time::Duration::from_secs(5),
+            settle_within,
+        )
+        .await
+    }
+
     pub(crate) async fn with_breaker(
         breaker: BreakerSettings,
         stripe_timeout: std::time::Duration,
+    ) -> Self {
+        Self::build(breaker, stripe_timeout, Duration::hours(2)).await
+    }
+
+    async fn build(
+        breaker: BreakerSettings,
+        stripe_timeout: std::time::Duration,
+        settle_within: Duration,
     ) -> Self {
         let db = ScratchDatabase::create("ticketing_sagas", 8).await.unwrap();
         let stripe = StripeStandIn::start().await.unwrap();
@@ -52,12 +69,15 @@ impl Fixture {
             breaker,
         };
         let (provider, _breaker) = settings.provider().unwrap();
-        let payments = Arc::new(PaymentService::new(
-            Arc::clone(&commands),
-            provider,
-            db.pool().clone(),
-            Duration::seconds(1),
-        ));
+        let payments = Arc::new(
+            PaymentService::new(
+                Arc::clone(&commands),
+                provider,
+                db.pool().clone(),
+                Duration::seconds(1),
+            )
+            .with_settle_within(settle_within),
+        );
         Self {
             db,
             commands,
@@ -67,14 +87,33 @@ impl Fixture {
     }
 
     pub(crate) fn worker(&self) -> SagaWorker {
+        self.worker_with(SagaConfig {
+            payment_wait: Duration::seconds(1),
+            ..SagaConfig::default()
+        })
+    }
+
+    pub(crate) fn worker_with(&self, config: SagaConfig) -> SagaWorker {
         SagaWorker::new(
             self.db.pool().clone(),
             Arc::clone(&self.commands),
             Arc::clone(&self.payments),
-            SagaConfig {
-                payment_wait: Duration::seconds(1),
-                ..SagaConfig::default()
-            },
+            config,
+        )
+    }
+
+    /// Another process's payment service on the same database and Stripe
+    /// (e.g. a gateway next to the saga worker), with its own provider.
+    pub(crate) fn other_service(
+        &self,
+        provider: Arc<dyn PaymentProvider>,
+        recovery_after: Duration,
+    ) -> PaymentService {
+        PaymentService::new(
+            Arc::clone(&self.commands),
+            provider,
+            self.db.pool().clone(),
+            recovery_after,
         )
     }
 

@@ -4,6 +4,7 @@
 
 mod common;
 mod expiry;
+mod payment_faults;
 mod payments;
 mod repair;
 mod timers;

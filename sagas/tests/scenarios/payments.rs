@@ -87,13 +87,13 @@ async fn a_declined_card_leaves_the_order_payable() {
         .pay(&pay_with(&order, "asldkfj"), &metadata())
         .await;
     assert!(
-        matches!(&junk, Err(PayError::Declined(m)) if m == "No such token: 'asldkfj'"),
+        matches!(&junk, Err(PayError::Declined(m)) if m == "The payment token is not valid"),
         "{junk:?}"
     );
     assert_eq!(status(&fixture, &order).await, OrderStatus::Created);
 
-    // Attempt 3 gets its own idempotency key, so Stripe does not replay the
-    // decline.
+    // Attempt 2 gets its own idempotency key, so Stripe does not replay the
+    // decline (the junk token never started an attempt).
     let _ = fixture
         .payments
         .pay(&pay_with(&order, "tok_visa"), &metadata())

@@ -90,3 +90,61 @@ async fn a_timer_that_fell_due_while_stopped_fires_after_start_up() {
         ticketing_aggregates::OrderStatus::Cancelled
     );
 }
+
+#[tokio::test]
+async fn a_timer_whose_lease_ran_out_in_a_slow_batch_fires_once() {
+    // Two payments left to recovery, whose timers are due together.
+    let fixture = Fixture::new().await;
+    fixture.stripe.set_failing(true);
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let ticket = fixture.ticket(1_000).await;
+        let order = fixture
+            .order(&ticket, Utc::now() + Duration::minutes(15))
+            .await;
+        let request = ticketing_sagas::PayRequest {
+            order_id: order.clone(),
+            user_id: crate::common::BUYER.to_owned(),
+            token: "tok_visa".to_owned(),
+            payment_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let _ = fixture
+            .payments
+            .pay(&request, &crate::common::metadata())
+            .await;
+        orders.push(order);
+    }
+    fixture.stripe.set_failing(false);
+    let sent_before = fixture.stripe.requests();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+
+    // Each recovery takes longer than the lease: worker A's batch of two
+    // outlives its claim while worker B keeps polling.
+    fixture
+        .stripe
+        .set_stall(std::time::Duration::from_millis(1_500));
+    let config = ticketing_sagas::SagaConfig {
+        lease: std::time::Duration::from_secs(1),
+        ..ticketing_sagas::SagaConfig::default()
+    };
+    let (a, b) = (fixture.worker_with(config), fixture.worker_with(config));
+    let done = CancellationToken::new();
+    let b_polls = async {
+        while !done.is_cancelled() {
+            let _ = b.try_execute_task().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let a_runs = async {
+        let _ = a.try_execute_task().await.unwrap();
+        // Whatever B claimed, let it finish.
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        done.cancel();
+    };
+    tokio::join!(a_runs, b_polls);
+
+    // One re-send per payment, each order completed once.
+    assert_eq!(fixture.stripe.requests() - sent_before, 2);
+    assert_eq!(count_events(&fixture, "OrderCompleted").await, 2);
+    assert_eq!(fixture.stripe.charges().len(), 2);
+}

@@ -5,6 +5,8 @@
 //! (a tag byte and an `i32` length per message) to spot a `COMMIT`. Armed,
 //! it forwards that `COMMIT`, swallows the server's reply and cuts the
 //! connection: the transaction is committed and the client cannot know.
+//! Or it holds a `COMMIT` back until the test lets it go: a commit slower
+//! than any bound, with its transaction open on the server meanwhile.
 
 mod proxy;
 

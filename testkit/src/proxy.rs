@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// Request codes of the untagged messages a client may send before its
@@ -21,11 +21,20 @@ pub struct PgProxy {
     accept: JoinHandle<()>,
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    LoseReply,
+    Stall,
+}
+
 struct Shared {
     upstream: String,
-    /// COMMITs still to pass before the next one loses its reply.
-    armed: Mutex<Option<usize>>,
+    /// COMMITs still to pass before the next one meets the fault.
+    armed: Mutex<Option<(usize, Fault)>>,
     lost: AtomicUsize,
+    stalled: AtomicUsize,
+    /// Lets a stalled COMMIT go on to the server.
+    release: Notify,
     /// While true, connections are reset on arrival, and turning it on cuts
     /// the open ones: the server is unreachable.
     refusing: watch::Sender<bool>,
@@ -47,6 +56,8 @@ impl PgProxy {
             upstream,
             armed: Mutex::new(None),
             lost: AtomicUsize::new(0),
+            stalled: AtomicUsize::new(0),
+            release: Notify::new(),
             refusing: watch::channel(false).0,
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -68,12 +79,29 @@ impl PgProxy {
     /// After `pass` more COMMITs go through normally, the next one reaches
     /// the server but its reply is dropped and the client's connection reset.
     pub fn lose_commit_reply(&self, pass: usize) {
-        *lock(&self.shared.armed) = Some(pass);
+        *lock(&self.shared.armed) = Some((pass, Fault::LoseReply));
     }
 
     /// COMMITs whose reply was dropped so far.
     pub fn lost_replies(&self) -> usize {
         self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// After `pass` more COMMITs go through normally, the next one is held
+    /// (its transaction stays open on the server, the client waits) until
+    /// [`PgProxy::release_stalled`].
+    pub fn stall_commit(&self, pass: usize) {
+        *lock(&self.shared.armed) = Some((pass, Fault::Stall));
+    }
+
+    /// COMMITs held so far.
+    pub fn stalled_commits(&self) -> usize {
+        self.shared.stalled.load(Ordering::SeqCst)
+    }
+
+    /// Sends the held COMMIT on to the server.
+    pub fn release_stalled(&self) {
+        self.shared.release.notify_one();
     }
 
     /// Makes the server unreachable (`true`: open connections are cut, new
@@ -184,13 +212,26 @@ async fn client_to_server(mut side: Pump, shared: &Shared, doomed: &AtomicBool) 
     loop {
         let (tag, message) = read_message(&mut side.read).await?;
         if tag == b'Q' && is_commit(&message[5..]) {
-            let mut armed = lock(&shared.armed);
-            match *armed {
-                Some(0) => {
-                    *armed = None;
-                    doomed.store(true, Ordering::SeqCst);
+            let fault = {
+                let mut armed = lock(&shared.armed);
+                match *armed {
+                    Some((0, fault)) => {
+                        *armed = None;
+                        Some(fault)
+                    }
+                    Some((pass, fault)) => {
+                        *armed = Some((pass - 1, fault));
+                        None
+                    }
+                    None => None,
                 }
-                Some(pass) => *armed = Some(pass - 1),
+            };
+            match fault {
+                Some(Fault::LoseReply) => doomed.store(true, Ordering::SeqCst),
+                Some(Fault::Stall) => {
+                    let _ = shared.stalled.fetch_add(1, Ordering::SeqCst);
+                    shared.release.notified().await;
+                }
                 None => {}
             }
         }

@@ -5,7 +5,7 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
-use ticketing_eventstore::{connect, ScratchDatabase};
+use ticketing_eventstore::{connect, GroupCommit, ScratchDatabase};
 use ticketing_gateway::{Application, GatewaySettings};
 use ticketing_sagas::stripe_stand_in::{StripeStandIn, SECRET_KEY};
 use ticketing_sagas::{BreakerSettings, Commands, PaymentService, PaymentSettings};
@@ -49,13 +49,19 @@ pub(crate) async fn spawn_app_built(
 ) -> TestApp {
     let database = test_database().await;
     let pool = database.pool().clone();
-    spawn_app_on(database, pool, configure, build).await
+    spawn_app_on(database, pool, GroupCommit::default(), configure, build).await
 }
 
 /// As [`spawn_app`], the application's pool connecting through a proxy
 /// that can lose a COMMIT's reply or cut the database off. The test's own
 /// `pool` connects directly.
 pub(crate) async fn spawn_app_through_proxy() -> (TestApp, PgProxy) {
+    spawn_app_through_proxy_with(GroupCommit::default().wait).await
+}
+
+/// As [`spawn_app_through_proxy`], commands waiting at most `wait` for a
+/// group commit (see [`GroupCommit::wait`]).
+pub(crate) async fn spawn_app_through_proxy_with(wait: Duration) -> (TestApp, PgProxy) {
     let database = test_database().await;
     let proxy = PgProxy::start(database.url())
         .await
@@ -63,7 +69,11 @@ pub(crate) async fn spawn_app_through_proxy() -> (TestApp, PgProxy) {
     let pool = connect(&proxy.url(database.url()), 20)
         .await
         .expect("connect through the proxy");
-    let app = spawn_app_on(database, pool, |_| {}, |app| app).await;
+    let group_commit = GroupCommit {
+        wait,
+        ..GroupCommit::default()
+    };
+    let app = spawn_app_on(database, pool, group_commit, |_| {}, |app| app).await;
     (app, proxy)
 }
 
@@ -78,6 +88,7 @@ async fn test_database() -> ScratchDatabase {
 async fn spawn_app_on(
     database: ScratchDatabase,
     pool: PgPool,
+    group_commit: GroupCommit,
     configure: impl FnOnce(&mut GatewaySettings),
     build: impl FnOnce(Application) -> Application,
 ) -> TestApp {
@@ -87,7 +98,9 @@ async fn spawn_app_on(
     let stripe = StripeStandIn::start()
         .await
         .expect("start the Stripe stand-in");
-    let commands = Arc::new(Commands::new(&pool, chrono::Duration::seconds(30)));
+    let commands = Arc::new(
+        Commands::new(&pool, chrono::Duration::seconds(30)).with_group_commit(Some(group_commit)),
+    );
     let (provider, _breaker) = PaymentSettings {
         stripe_secret_key: Some(SECRET_KEY.to_owned()),
         stripe_api_base: stripe.base_url(),

@@ -2,7 +2,11 @@ use futures::future::join_all;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_errors, body, new_client, spawn_app, TestApp};
+use std::time::Duration;
+
+use crate::helpers::{
+    assert_errors, body, new_client, spawn_app, spawn_app_through_proxy_with, TestApp,
+};
 
 async fn post_with_key(
     app: &TestApp,
@@ -225,4 +229,41 @@ async fn a_retry_after_a_server_error_places_the_same_order() {
     .await
     .unwrap();
     assert_eq!(orders, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_an_unknown_outcome_finds_the_ticket_of_the_first_run() {
+    let wait = Duration::from_millis(500);
+    let (app, proxy) = spawn_app_through_proxy_with(wait).await;
+    let (client, _) = app.signed_in_client().await;
+    let input = json!({ "title": "concert", "price": 10 });
+
+    // The creation's COMMIT is held past every bound: the first run cannot
+    // know whether its ticket exists.
+    proxy.stall_commit(0);
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_with_key(&app, &client, "/api/tickets", "unknown", input.clone()),
+    )
+    .await
+    .expect("the first run is answered within its bound");
+    assert_eq!(proxy.stalled_commits(), 1, "the fault was not injected");
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(first.headers().contains_key("retry-after"));
+    // It did commit, in the end.
+    proxy.release_stalled();
+    while ticket_events(&app).await == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let retry = post_with_key(&app, &client, "/api/tickets", "unknown", input).await;
+
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    let ticket = body(retry).await;
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT aggregate_id FROM events WHERE aggregate_type = 'Ticket'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, [ticket["id"].as_str().unwrap()]);
 }

@@ -4,18 +4,18 @@
 //! committed): the executor must find out what happened instead of calling
 //! it a failure, and must not commit the command a second time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::EventEnvelope;
-use sqlx::PgConnection;
 use ticketing_aggregates::{Money, Ticket, TicketCommand, Title};
 use ticketing_eventstore::{
     connect, CommandExecutor, CommandMetadata, CommitEffect, GroupCommit, ScratchDatabase,
 };
 use ticketing_testkit::PgProxy;
-use tokio::sync::Notify;
+
+mod common;
+use common::Gate;
 
 fn create(n: u64) -> TicketCommand {
     TicketCommand::Create {
@@ -79,30 +79,6 @@ async fn a_grouped_update_whose_commit_reply_is_lost_is_done_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_committed_alone_whose_commit_reply_is_lost_is_done_once() {
     an_update_whose_commit_reply_is_lost_is_done_once(None).await;
-}
-
-/// Holds the first commit it is armed for inside its transaction until
-/// released, so that the commands queued meanwhile form the next batch.
-#[derive(Default)]
-struct Gate {
-    armed: AtomicBool,
-    entered: Notify,
-    release: Notify,
-}
-
-#[async_trait::async_trait]
-impl CommitEffect<Ticket> for Gate {
-    async fn write(
-        &self,
-        _tx: &mut PgConnection,
-        _events: &[EventEnvelope<Ticket>],
-    ) -> Result<(), sqlx::Error> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.entered.notify_one();
-            self.release.notified().await;
-        }
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

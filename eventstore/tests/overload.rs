@@ -2,16 +2,24 @@
 
 //! Overload: when no connection can be had, every caller of a group commit
 //! fails within a bound, and the writers do not re-commit a batch command
-//! by command (each waiting the pool's whole acquire timeout).
+//! by command (each waiting the pool's whole acquire timeout). A batch the
+//! database refused for its data is still split, so that only the command
+//! at fault fails.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cqrs_es::EventEnvelope;
+use sqlx::PgConnection;
 use ticketing_aggregates::{Money, Ticket, TicketCommand, Title};
 use ticketing_eventstore::{
-    connect, CommandError, CommandExecutor, CommandMetadata, GroupCommit, ScratchDatabase,
+    connect, CommandError, CommandExecutor, CommandMetadata, CommitEffect, GroupCommit,
+    ScratchDatabase,
 };
 use ticketing_testkit::PgProxy;
+
+mod common;
+use common::Gate;
 
 /// How long a caller may wait, as configured below.
 const WAIT: Duration = Duration::from_secs(1);
@@ -111,5 +119,82 @@ async fn callers_fail_within_the_bound_when_the_database_is_unreachable() {
         .await
         .unwrap();
     assert_eq!(stored, 1, "a command reported failed was committed");
+    db.remove().await.unwrap();
+}
+
+/// Makes the database refuse, with a data error (division by zero), any
+/// transaction that writes an event of the ticket `poison`.
+struct Poison;
+
+#[async_trait::async_trait]
+impl CommitEffect<Ticket> for Poison {
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        events: &[EventEnvelope<Ticket>],
+    ) -> Result<(), sqlx::Error> {
+        if events.iter().any(|event| event.aggregate_id == "poison") {
+            let _ = sqlx::query("SELECT 1 / 0").execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_error_fails_only_the_command_that_caused_it() {
+    let db = ScratchDatabase::create("overload_data_error", 4)
+        .await
+        .unwrap();
+    let gate = Arc::new(Gate::default());
+    let tickets = Arc::new(
+        CommandExecutor::<Ticket>::new(db.pool().clone(), ())
+            .with_effect(Arc::clone(&gate) as Arc<dyn CommitEffect<Ticket>>)
+            .with_effect(Arc::new(Poison))
+            .with_group_commit(Some(GroupCommit {
+                writers: 1,
+                ..GroupCommit::default()
+            })),
+    );
+    let spawn = |id: &'static str, n: usize| {
+        let tickets = Arc::clone(&tickets);
+        tokio::spawn(async move {
+            let outcome = tickets
+                .execute_new(id, create(n), &CommandMetadata::default())
+                .await;
+            (id, outcome)
+        })
+    };
+
+    // The one writer holds a first batch open while the others queue: they
+    // form one batch, which the poisoned command makes the database refuse.
+    gate.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut tasks = vec![spawn("first", 0)];
+    gate.entered.notified().await;
+    tasks.extend(
+        ["a", "b", "poison", "c", "d"]
+            .into_iter()
+            .zip(1..)
+            .map(|(id, n)| spawn(id, n)),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.release.notify_one();
+
+    for task in tasks {
+        let (id, outcome) = task.await.unwrap();
+        if id == "poison" {
+            assert!(
+                matches!(outcome, Err(CommandError::Store { .. })),
+                "{outcome:?}"
+            );
+        } else {
+            assert!(outcome.is_ok(), "{id}: {outcome:?}");
+        }
+    }
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT aggregate_id FROM events ORDER BY aggregate_id")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, ["a", "b", "c", "d", "first"]);
     db.remove().await.unwrap();
 }

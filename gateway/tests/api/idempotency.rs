@@ -252,9 +252,13 @@ async fn a_retry_after_an_unknown_outcome_finds_the_ticket_of_the_first_run() {
     assert!(first.headers().contains_key("retry-after"));
     // It did commit, in the end.
     proxy.release_stalled();
-    while ticket_events(&app).await == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while ticket_events(&app).await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the held commit lands once released");
 
     let retry = post_with_key(&app, &client, "/api/tickets", "unknown", input).await;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ticketing_aggregates::upcasting::upcasters_for;
 
 use crate::group_commit::{self, Committer, EventRows, GroupCommit, Refused, WritersGone};
+use crate::outcome::{self, Resolved};
 use crate::CommandMetadata;
 
 /// Rows written in the same transaction as a command's events, so that they
@@ -43,6 +44,27 @@ pub enum CommandError<E: std::error::Error + 'static> {
     Contended {
         aggregate_type: &'static str,
         attempts: u32,
+    },
+    /// No connection could be had in time, or the database could not be
+    /// reached: nothing was written. Worth retrying shortly.
+    #[error(
+        "the event store is unavailable for {aggregate_type} {aggregate_id}; nothing was written"
+    )]
+    Unavailable {
+        aggregate_type: &'static str,
+        aggregate_id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The commit was sent but its outcome could not be learned: the events
+    /// may be stored. Nothing may be compensated on the strength of it; the
+    /// same request retried (with the same ids) finds out.
+    #[error("the outcome of a commit on {aggregate_type} {aggregate_id} is unknown")]
+    Unknown {
+        aggregate_type: &'static str,
+        aggregate_id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("event store failure on {aggregate_type} {aggregate_id}")]
     Store {
@@ -139,25 +161,19 @@ where
         extra: Option<&dyn CommitEffect<A>>,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         for attempt in 1..=self.max_attempts {
-            match self
+            if let Some(executed) = self
                 .try_execute(aggregate_id, command.clone(), metadata, extra)
-                .await
+                .await?
             {
-                Err(AggregateError::AggregateConflict) => {
-                    record_conflict(A::TYPE, attempt < self.max_attempts);
-                    tracing::debug!(
-                        attempt,
-                        aggregate_id,
-                        "optimistic-lock conflict, re-running"
-                    );
-                    backoff(attempt).await;
-                }
-                Err(AggregateError::UserError(rejection)) => {
-                    return Err(CommandError::Rejected(rejection))
-                }
-                Err(other) => return Err(store_error::<A>(aggregate_id, other)),
-                Ok(executed) => return Ok(executed),
+                return Ok(executed);
             }
+            record_conflict(A::TYPE, attempt < self.max_attempts);
+            tracing::debug!(
+                attempt,
+                aggregate_id,
+                "optimistic-lock conflict, re-running"
+            );
+            backoff(attempt).await;
         }
         Err(CommandError::Contended {
             aggregate_type: A::TYPE,
@@ -193,12 +209,10 @@ where
             return self.execute(aggregate_id, command, metadata).await;
         }
         let events = wrap(aggregate_id, 0, new_events, &metadata.to_map());
-        match self.commit(&events, None).await {
-            Ok(()) => Ok(Executed { aggregate, events }),
-            Err(AggregateError::AggregateConflict) => {
-                self.execute(aggregate_id, command, metadata).await
-            }
-            Err(other) => Err(store_error::<A>(aggregate_id, other)),
+        if self.commit(aggregate_id, &events, None).await? {
+            Ok(Executed { aggregate, events })
+        } else {
+            self.execute(aggregate_id, command, metadata).await
         }
     }
 
@@ -212,83 +226,152 @@ where
         Ok(context.aggregate().clone())
     }
 
+    /// One attempt: `None` when another writer committed to the aggregate
+    /// first (the command is to be decided again).
     async fn try_execute(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: &CommandMetadata,
         extra: Option<&dyn CommitEffect<A>>,
-    ) -> Result<Executed<A>, AggregateError<A::Error>> {
-        let mut context = self.store.load_aggregate(aggregate_id).await?;
+    ) -> Result<Option<Executed<A>>, CommandError<A::Error>> {
+        let mut context = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(|e| store_error::<A>(aggregate_id, e))?;
         let last_sequence = context.current_sequence;
         let sink = EventSink::default();
         context
             .aggregate()
             .handle(command, &self.services, &sink)
             .await
-            .map_err(AggregateError::UserError)?;
+            .map_err(CommandError::Rejected)?;
         let aggregate = context.aggregate().clone();
         let new_events = sink.collect().await;
         if new_events.is_empty() {
-            return Ok(Executed {
+            return Ok(Some(Executed {
                 aggregate,
                 events: Vec::new(),
-            });
+            }));
         }
         let events = wrap(aggregate_id, last_sequence, new_events, &metadata.to_map());
-        self.commit(&events, extra).await?;
-        Ok(Executed { aggregate, events })
+        let won = self.commit(aggregate_id, &events, extra).await?;
+        Ok(won.then_some(Executed { aggregate, events }))
     }
 
     /// Inserts the events (the primary key on `(aggregate_type,
     /// aggregate_id, sequence)` is the optimistic lock) and every effect's
     /// rows in one transaction: shared with concurrent commands (group
     /// commit) unless the command brings an `extra` effect of its own.
+    /// `Ok(false)`: another writer holds one of the sequence numbers.
     async fn commit(
         &self,
+        aggregate_id: &str,
         events: &[EventEnvelope<A>],
         extra: Option<&dyn CommitEffect<A>>,
-    ) -> Result<(), AggregateError<A::Error>> {
-        let mut rows =
-            EventRows::encode(events).map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+    ) -> Result<bool, CommandError<A::Error>> {
+        let failed = Failed {
+            aggregate_type: A::TYPE,
+            aggregate_id,
+        };
+        let mut rows = EventRows::encode(events).map_err(|e| failed.store(e))?;
         if let (None, Some(config)) = (extra, self.group_commit) {
             let committer = self.committer.get_or_init(|| {
                 Committer::start(self.pool.clone(), self.effects.clone().into(), config)
             });
             match committer.commit(rows, events.to_vec()).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(Refused::Conflict)) => return Err(AggregateError::AggregateConflict),
-                Ok(Err(Refused::Database(error))) => {
-                    return Err(AggregateError::DatabaseConnectionError(Box::new(
-                        SharedError(error),
-                    )))
+                Ok(Ok(())) => return Ok(true),
+                Ok(Err(Refused::Conflict)) => return Ok(false),
+                Ok(Err(Refused::Database(error))) => return Err(failed.store(SharedError(error))),
+                Ok(Err(Refused::Unavailable(error))) => {
+                    return Err(failed.unavailable(SharedError(error)))
                 }
+                Ok(Err(Refused::Unknown(error))) => return Err(failed.unknown(error)),
                 Ok(Err(Refused::Abandoned)) => {
-                    return Err(AggregateError::UnexpectedError(
-                        "the commit was interrupted by shutdown; its outcome is unknown".into(),
-                    ))
+                    return Err(failed
+                        .unknown("the commit was interrupted by shutdown; its outcome is unknown"))
                 }
                 // Nothing was written: commit on our own below.
                 Err(WritersGone(unsent)) => rows = unsent,
             }
         }
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let mut tx = self.pool.begin().await.map_err(|e| failed.sql(e))?;
         let inserted = group_commit::insert_rows(&mut tx, A::TYPE, &rows)
             .await
-            .map_err(database_error)?;
-        if !group_commit::all_inserted(&rows, &inserted) {
+            .map_err(|e| failed.sql(e))?;
+        if !group_commit::all_inserted(&rows, &inserted.keys) {
             // Dropping the transaction rolls back what was inserted.
-            return Err(AggregateError::AggregateConflict);
+            return Ok(false);
         }
         for effect in self.effects.iter().map(AsRef::as_ref).chain(extra) {
-            effect
-                .write(&mut tx, events)
-                .await
-                .map_err(database_error)?;
+            if let Err(error) = effect.write(&mut tx, events).await {
+                return match error {
+                    // An effect's own unique row taken: another writer won.
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => Ok(false),
+                    other => Err(failed.sql(other)),
+                };
+            }
         }
-        tx.commit().await.map_err(database_error)?;
+        if let Err(error) = tx.commit().await {
+            let transaction_id = inserted
+                .transaction_id
+                .filter(|_| outcome::is_ambiguous_commit(&error));
+            let Some(transaction_id) = transaction_id else {
+                return Err(failed.sql(error));
+            };
+            let within = self.group_commit.unwrap_or_default().wait;
+            match outcome::resolve(&self.pool, transaction_id, within).await {
+                Resolved::Committed => {}
+                Resolved::RolledBack => return Err(failed.unavailable(error)),
+                Resolved::Unknown(unresolved) => return Err(failed.unknown(unresolved)),
+            }
+        }
         crate::committed::signal();
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// Builds the error of a failed commit on one aggregate.
+struct Failed<'a> {
+    aggregate_type: &'static str,
+    aggregate_id: &'a str,
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+impl Failed<'_> {
+    fn store<E: std::error::Error>(&self, source: impl Into<Source>) -> CommandError<E> {
+        CommandError::Store {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    fn unavailable<E: std::error::Error>(&self, source: impl Into<Source>) -> CommandError<E> {
+        CommandError::Unavailable {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    fn unknown<E: std::error::Error>(&self, source: impl Into<Source>) -> CommandError<E> {
+        CommandError::Unknown {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// A statement that failed before COMMIT: nothing was written.
+    fn sql<E: std::error::Error>(&self, error: sqlx::Error) -> CommandError<E> {
+        if outcome::is_transient(&error) {
+            self.unavailable(error)
+        } else {
+            self.store(error)
+        }
     }
 }
 
@@ -327,17 +410,6 @@ fn wrap<A: Aggregate>(
         .collect()
 }
 
-/// A duplicate key is another writer's event at our sequence: the
-/// optimistic-lock conflict (SQLSTATE 23505, as postgres-es maps it).
-fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
-    match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-            AggregateError::AggregateConflict
-        }
-        _ => AggregateError::DatabaseConnectionError(Box::new(error)),
-    }
-}
-
 /// Every optimistic-lock conflict counts; `retried` when the command runs
 /// again (the last conflict of an exhausted command is not retried).
 fn record_conflict(aggregate_type: &'static str, retried: bool) {
@@ -367,9 +439,12 @@ fn store_error<A: Aggregate>(
         AggregateError::UserError(e) => e.to_string().into(),
         AggregateError::AggregateConflict => "unexpected optimistic-lock conflict".into(),
     };
-    CommandError::Store {
+    let failed = Failed {
         aggregate_type: A::TYPE,
-        aggregate_id: aggregate_id.to_owned(),
-        source,
+        aggregate_id,
+    };
+    match source.downcast::<sqlx::Error>() {
+        Ok(error) => failed.sql(*error),
+        Err(source) => failed.store(source),
     }
 }

@@ -14,15 +14,27 @@
 //! batch); a command that lost any of its rows is a conflict, and the rows it
 //! did insert are deleted again before the commit, so no reader ever sees
 //! part of it. Its effects are written only for the commands that won.
+//!
+//! Overload stays bounded: a caller waits at most [`GroupCommit::wait`] for
+//! its command to be taken into a transaction (then it is dropped, never
+//! written, and reported unavailable), a writer waits for a connection no
+//! longer than its batch's callers do, and a batch is split into single
+//! commands only when the database refused its data, never when it could
+//! not be reached. A COMMIT whose reply was lost is read back
+//! ([`crate::outcome`]), never committed again.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
 
 use crate::executor::CommitEffect;
+use crate::outcome::{self, Resolved};
 
 /// How the writers are sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +44,10 @@ pub struct GroupCommit {
     pub writers: usize,
     /// Most commands in one transaction.
     pub max_batch: usize,
+    /// How long a caller waits for its command to be taken into a
+    /// transaction before it gives up (nothing written, the store reported
+    /// unavailable); once taken, as long again at most for the outcome.
+    pub wait: Duration,
 }
 
 impl Default for GroupCommit {
@@ -42,6 +58,7 @@ impl Default for GroupCommit {
         Self {
             writers: 8,
             max_batch: 256,
+            wait: Duration::from_secs(5),
         }
     }
 }
@@ -90,6 +107,10 @@ impl EventRows {
         self.sequence.len()
     }
 
+    fn is_empty(&self) -> bool {
+        self.sequence.is_empty()
+    }
+
     fn extend(&mut self, other: &Self) {
         self.aggregate_id.extend_from_slice(&other.aggregate_id);
         self.sequence.extend_from_slice(&other.sequence);
@@ -107,21 +128,28 @@ impl EventRows {
     }
 }
 
+/// The keys an insert won, and the id of the transaction it ran in (none
+/// when nothing was inserted): a lost COMMIT is read back by that id.
+pub(crate) struct Inserted {
+    pub(crate) keys: HashSet<(String, i64)>,
+    pub(crate) transaction_id: Option<i64>,
+}
+
 /// Inserts `rows`, skipping any whose key is taken, and answers the keys
 /// that were inserted.
 pub(crate) async fn insert_rows(
     connection: &mut PgConnection,
     aggregate_type: &str,
     rows: &EventRows,
-) -> Result<HashSet<(String, i64)>, sqlx::Error> {
-    let inserted: Vec<(String, i64)> = sqlx::query_as(
+) -> Result<Inserted, sqlx::Error> {
+    let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
         "INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          SELECT $1, aggregate_id, sequence, event_type, event_version, payload::json, metadata::json \
          FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[]) \
            AS batch (aggregate_id, sequence, event_type, event_version, payload, metadata) \
          ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING \
-         RETURNING aggregate_id, sequence",
+         RETURNING aggregate_id, sequence, transaction_id::text::int8",
     )
     .bind(aggregate_type)
     .bind(&rows.aggregate_id)
@@ -132,7 +160,11 @@ pub(crate) async fn insert_rows(
     .bind(&rows.metadata)
     .fetch_all(&mut *connection)
     .await?;
-    Ok(inserted.into_iter().collect())
+    let transaction_id = inserted.first().map(|(_, _, xid)| *xid);
+    Ok(Inserted {
+        keys: inserted.into_iter().map(|(id, seq, _)| (id, seq)).collect(),
+        transaction_id,
+    })
 }
 
 /// Whether every row of `rows` is among `inserted`.
@@ -146,22 +178,99 @@ pub(crate) fn all_inserted(rows: &EventRows, inserted: &HashSet<(String, i64)>) 
 pub(crate) enum Refused {
     /// Another writer holds one of the command's sequence numbers.
     Conflict,
+    /// The database refused what the command wrote.
     Database(Arc<sqlx::Error>),
+    /// No connection could be had in time, or the database could not be
+    /// reached: nothing was written.
+    Unavailable(Arc<sqlx::Error>),
+    /// The commit was sent and its outcome could not be learned.
+    Unknown(Arc<dyn std::error::Error + Send + Sync>),
     /// A writer took the command and was stopped mid-way (its runtime shut
     /// down): rolled back unless it had already committed, which cannot be
     /// told from here.
     Abandoned,
 }
 
+/// Where a queued command is: its caller and the writers agree through it
+/// on whether it may still be written.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const DROPPED: u8 = 2;
+
 struct Pending<A: Aggregate> {
     rows: EventRows,
     events: Vec<EventEnvelope<A>>,
     reply: oneshot::Sender<Result<(), Refused>>,
+    /// When its caller stops waiting for a writer to take it.
+    deadline: Instant,
+    state: Arc<AtomicU8>,
+}
+
+impl<A: Aggregate> Pending<A> {
+    /// Takes the command into a transaction, unless its caller gave up.
+    fn take(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == TAKEN,
+        }
+    }
+}
+
+/// Why a batch's transaction failed.
+enum BatchFailure {
+    /// The database refused something a command wrote.
+    Data(Arc<sqlx::Error>),
+    /// Nothing was written: no connection, or it broke before COMMIT.
+    Transient(Arc<sqlx::Error>),
+    /// COMMIT was sent; whether it took could not be learned. `won` as if
+    /// it had.
+    Unknown {
+        won: Vec<bool>,
+        error: Arc<outcome::Unresolved>,
+    },
+}
+
+impl From<sqlx::Error> for BatchFailure {
+    fn from(error: sqlx::Error) -> Self {
+        if outcome::is_transient(&error) {
+            Self::Transient(Arc::new(error))
+        } else {
+            Self::Data(Arc::new(error))
+        }
+    }
+}
+
+impl BatchFailure {
+    /// The answer of each of `count` commands.
+    fn refusals(self, count: usize) -> Vec<Result<(), Refused>> {
+        match self {
+            Self::Data(error) => (0..count)
+                .map(|_| Err(Refused::Database(Arc::clone(&error))))
+                .collect(),
+            Self::Transient(error) => (0..count)
+                .map(|_| Err(Refused::Unavailable(Arc::clone(&error))))
+                .collect(),
+            Self::Unknown { won, error } => won
+                .into_iter()
+                .map(|won| {
+                    if won {
+                        Err(Refused::Unknown(error.clone()))
+                    } else {
+                        Err(Refused::Conflict)
+                    }
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The queue in front of the writers of one aggregate type.
 pub(crate) struct Committer<A: Aggregate> {
     queue: mpsc::Sender<Pending<A>>,
+    wait: Duration,
 }
 
 /// The queued command was not committed and never will be: the writers are
@@ -187,32 +296,60 @@ where
                 effects: Arc::clone(&effects),
                 receiver: Arc::clone(&receiver),
                 max_batch,
+                read_back_within: config.wait,
             };
             drop(tokio::spawn(writer.run()));
         }
-        Self { queue }
+        Self {
+            queue,
+            wait: config.wait,
+        }
     }
 
-    /// Queues the events and waits for their transaction's outcome.
-    /// `Err(WritersGone)` means nothing was written.
+    /// Queues the events and waits for their transaction's outcome, within
+    /// the configured bound. `Err(WritersGone)` means nothing was written.
     pub(crate) async fn commit(
         &self,
         rows: EventRows,
         events: Vec<EventEnvelope<A>>,
     ) -> Result<Result<(), Refused>, WritersGone> {
-        let (reply, outcome) = oneshot::channel();
-        self.queue
-            .send(Pending {
-                rows,
-                events,
-                reply,
-            })
-            .await
-            .map_err(|unsent| WritersGone(unsent.0.rows))?;
-        match outcome.await {
-            Ok(result) => Ok(result),
-            Err(_) => Ok(Err(Refused::Abandoned)),
+        let deadline = Instant::now() + self.wait;
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let (reply, mut outcome) = oneshot::channel();
+        let pending = Pending {
+            rows,
+            events,
+            reply,
+            deadline,
+            state: Arc::clone(&state),
+        };
+        match tokio::time::timeout_at(deadline, self.queue.send(pending)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(unsent)) => return Err(WritersGone(unsent.0.rows)),
+            // The queue stayed full: the command was never sent.
+            Err(_) => {
+                return Ok(Err(Refused::Unavailable(Arc::new(
+                    sqlx::Error::PoolTimedOut,
+                ))))
+            }
         }
+        if let Ok(answer) = tokio::time::timeout_at(deadline, &mut outcome).await {
+            return Ok(answer.unwrap_or(Err(Refused::Abandoned)));
+        }
+        let dropped = state.compare_exchange(QUEUED, DROPPED, Ordering::AcqRel, Ordering::Acquire);
+        if dropped.is_ok() {
+            // No writer took it in time, and none will.
+            return Ok(Err(Refused::Unavailable(Arc::new(
+                sqlx::Error::PoolTimedOut,
+            ))));
+        }
+        // Its transaction is under way: wait for it, but not forever.
+        Ok(match tokio::time::timeout(self.wait, outcome).await {
+            Ok(answer) => answer.unwrap_or(Err(Refused::Abandoned)),
+            Err(_) => Err(Refused::Unknown(Arc::new(outcome::Unresolved::new(
+                "the commit did not finish within the wait",
+            )))),
+        })
     }
 }
 
@@ -229,6 +366,8 @@ struct Writer<A: Aggregate> {
     effects: Arc<[Arc<dyn CommitEffect<A>>]>,
     receiver: Arc<Mutex<mpsc::Receiver<Pending<A>>>>,
     max_batch: usize,
+    /// How long a lost COMMIT's outcome is looked for.
+    read_back_within: Duration,
 }
 
 impl<A> Writer<A>
@@ -257,17 +396,8 @@ where
                 Ok(won) => won.into_iter().map(outcome).collect(),
                 // One command's rows or effects may be what the database
                 // refused: commit each alone, so only that one fails.
-                Err(_) if batch.len() > 1 => {
-                    let mut outcomes = Vec::with_capacity(batch.len());
-                    for single in batch.chunks(1) {
-                        outcomes.push(match self.commit(single).await {
-                            Ok(won) => outcome(won.first().copied().unwrap_or(false)),
-                            Err(error) => Err(Refused::Database(Arc::new(error))),
-                        });
-                    }
-                    outcomes
-                }
-                Err(error) => vec![Err(Refused::Database(Arc::new(error)))],
+                Err(BatchFailure::Data(_)) if batch.len() > 1 => self.commit_each(&batch).await,
+                Err(failure) => failure.refusals(batch.len()),
             };
             for (pending, outcome) in batch.into_iter().zip(outcomes) {
                 // The command's caller may have gone (request dropped); its
@@ -277,8 +407,38 @@ where
         }
     }
 
-    /// Commits the batch (never empty); answers, per command, whether it won its rows.
-    async fn commit(&self, batch: &[Pending<A>]) -> Result<Vec<bool>, sqlx::Error> {
+    /// Commits each command of a refused batch in a transaction of its own;
+    /// stops at the first failure to reach the database, which fails the
+    /// rest too rather than waiting for it once per command.
+    async fn commit_each(&self, batch: &[Pending<A>]) -> Vec<Result<(), Refused>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for single in batch.chunks(1) {
+            match self.commit(single).await {
+                Ok(won) => outcomes.push(outcome(won.first().copied().unwrap_or(false))),
+                Err(BatchFailure::Transient(error)) => {
+                    let rest = batch.len() - outcomes.len();
+                    outcomes.extend(BatchFailure::Transient(error).refusals(rest));
+                    break;
+                }
+                Err(failure) => outcomes.extend(failure.refusals(1)),
+            }
+        }
+        outcomes
+    }
+
+    /// Commits the batch (never empty); answers, per command, whether it
+    /// won its rows. Commands whose callers gave up before a connection was
+    /// had are left out (they lose: never written).
+    async fn commit(&self, batch: &[Pending<A>]) -> Result<Vec<bool>, BatchFailure> {
+        let deadline = batch
+            .iter()
+            .map(|pending| pending.deadline)
+            .max()
+            .unwrap_or_else(Instant::now);
+        let mut tx = match tokio::time::timeout_at(deadline, self.pool.begin()).await {
+            Ok(tx) => tx?,
+            Err(_) => return Err(BatchFailure::Transient(Arc::new(sqlx::Error::PoolTimedOut))),
+        };
         // Two commands of one batch that decided on the same state number
         // their events alike: the later one loses at once, so that every key
         // in the statement is unique and an inserted key names its command.
@@ -287,7 +447,7 @@ where
         let included: Vec<bool> = batch
             .iter()
             .map(|pending| {
-                if pending.rows.keys().any(|key| claimed.contains(&key)) {
+                if !pending.take() || pending.rows.keys().any(|key| claimed.contains(&key)) {
                     return false;
                 }
                 claimed.extend(pending.rows.keys());
@@ -295,12 +455,14 @@ where
                 true
             })
             .collect();
-        let mut tx = self.pool.begin().await?;
+        if all.is_empty() {
+            return Ok(vec![false; batch.len()]);
+        }
         let inserted = insert_rows(&mut tx, A::TYPE, &all).await?;
         let won: Vec<bool> = batch
             .iter()
             .zip(&included)
-            .map(|(pending, included)| *included && all_inserted(&pending.rows, &inserted))
+            .map(|(pending, included)| *included && all_inserted(&pending.rows, &inserted.keys))
             .collect();
         // A command that lost some rows but won others: take its winners back.
         let mut retract_ids = Vec::new();
@@ -308,7 +470,7 @@ where
         let lost = batch.iter().zip(included.iter().zip(&won));
         for (pending, _) in lost.filter(|(_, (included, won))| **included && !**won) {
             for (id, sequence) in pending.rows.keys() {
-                if inserted.contains(&(id.to_owned(), sequence)) {
+                if inserted.keys.contains(&(id.to_owned(), sequence)) {
                     retract_ids.push(id.to_owned());
                     retract_sequences.push(sequence);
                 }
@@ -338,7 +500,25 @@ where
                 }
             }
         }
-        tx.commit().await?;
+        if let Err(error) = tx.commit().await {
+            let transaction_id = inserted
+                .transaction_id
+                .filter(|_| outcome::is_ambiguous_commit(&error));
+            // Answered, or nothing of ours in it: the error is the outcome.
+            let Some(transaction_id) = transaction_id else {
+                return Err(error.into());
+            };
+            match outcome::resolve(&self.pool, transaction_id, self.read_back_within).await {
+                Resolved::Committed => {}
+                Resolved::RolledBack => return Err(BatchFailure::Transient(Arc::new(error))),
+                Resolved::Unknown(unresolved) => {
+                    return Err(BatchFailure::Unknown {
+                        won,
+                        error: Arc::new(unresolved),
+                    })
+                }
+            }
+        }
         crate::committed::signal();
         Ok(won)
     }

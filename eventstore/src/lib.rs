@@ -12,6 +12,7 @@ mod database;
 mod executor;
 mod group_commit;
 mod metadata;
+mod outcome;
 mod scratch;
 pub mod trace_context;
 
@@ -20,4 +21,5 @@ pub use database::{connect, migrate, DatabaseError, MIGRATOR};
 pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};
 pub use group_commit::GroupCommit;
 pub use metadata::CommandMetadata;
+pub use outcome::Unresolved;
 pub use scratch::ScratchDatabase;

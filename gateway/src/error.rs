@@ -129,6 +129,17 @@ impl<E: Rejection> From<CommandError<E>> for ApiError {
             contended @ CommandError::Contended { .. } => {
                 ApiError::BadRequest(contended.to_string())
             }
+            unavailable @ CommandError::Unavailable { .. } => {
+                tracing::warn!(error.cause_chain = ?unavailable, "request shed: event store unavailable");
+                ApiError::Unavailable("The service is busy; retry shortly".to_owned())
+            }
+            unknown @ CommandError::Unknown { .. } => {
+                tracing::error!(error.cause_chain = ?unknown, "a commit's outcome is unknown");
+                ApiError::Unavailable(
+                    "The outcome of the request is unknown; retry it with the same Idempotency-Key"
+                        .to_owned(),
+                )
+            }
             store @ CommandError::Store { .. } => ApiError::Unexpected(anyhow::Error::new(store)),
         }
     }

@@ -3,7 +3,13 @@
 //! request gets that response back (`Idempotent-Replayed: true`) and runs
 //! nothing. The key also fixes the id of whatever the request creates, so a
 //! request re-run after a crash mid-way finds its own aggregate instead of
-//! creating a second one.
+//! creating a second one, and so does a retry after a server error: the
+//! key is given back with its resource id kept.
+//!
+//! Every run holding a key holds it under a token of its own. A run slower
+//! than the takeover is superseded: its token is no longer the key's, so it
+//! can neither record its response nor give the key back over its
+//! successor's claim.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +63,15 @@ pub(crate) async fn idempotent(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// A run's hold on a key.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    resource_id: Uuid,
+    token: Uuid,
+}
+
 enum Claim {
-    Acquired(Uuid),
+    Acquired(Held),
     Completed(StoredResponse),
     Mismatch,
     InFlight,
@@ -102,9 +115,17 @@ async fn run(state: &AppState, request: Request, next: Next) -> Result<Response,
         .to_vec();
 
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST_RUN;
-    let resource_id = loop {
-        match claim(&state.pool, &user.id, &key, &fingerprint).await? {
-            Claim::Acquired(id) => break id,
+    let held = loop {
+        match claim(
+            &state.pool,
+            &user.id,
+            &key,
+            &fingerprint,
+            ABANDONED_AFTER_SECS,
+        )
+        .await?
+        {
+            Claim::Acquired(held) => break held,
             Claim::Completed(stored) => return stored.into_response(),
             Claim::Mismatch => {
                 return Err(ApiError::BadRequest(
@@ -123,11 +144,12 @@ async fn run(state: &AppState, request: Request, next: Next) -> Result<Response,
         }
     };
 
-    let _ = parts.extensions.insert(AssignedId(resource_id));
+    let _ = parts.extensions.insert(AssignedId(held.resource_id));
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     if response.status().is_server_error() {
-        // Nothing reliable to replay: let the client's retry run again.
-        forget(&state.pool, &user.id, &key).await?;
+        // Nothing reliable to replay: the client's retry runs again, on the
+        // same resource id (what this run created, if anything, is found).
+        give_back(&state.pool, &user.id, &key, held.token).await?;
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
@@ -139,7 +161,7 @@ async fn run(state: &AppState, request: Request, next: Next) -> Result<Response,
         headers: replayable_headers(&parts.headers),
         body: body.to_vec(),
     };
-    remember(&state.pool, &user.id, &key, &stored).await?;
+    remember(&state.pool, &user.id, &key, held.token, &stored).await?;
     Ok(Response::from_parts(parts, Body::from(body)))
 }
 
@@ -179,26 +201,34 @@ impl StoredResponse {
     }
 }
 
+/// Claims the key for a run: a new key, one given back after a server
+/// error, or one whose run has held it past `takeover_after_secs`.
 async fn claim(
     pool: &PgPool,
     user_id: &str,
     key: &str,
     fingerprint: &[u8],
+    takeover_after_secs: f64,
 ) -> anyhow::Result<Claim> {
     let new_id = Uuid::now_v7();
+    let token = Uuid::new_v4();
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, resource_id)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, resource_id, claim_token)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(user_id)
     .bind(key)
     .bind(fingerprint)
     .bind(new_id)
+    .bind(token)
     .execute(pool)
     .await
     .context("Failed to claim the idempotency key")?;
     if inserted.rows_affected() == 1 {
-        return Ok(Claim::Acquired(new_id));
+        return Ok(Claim::Acquired(Held {
+            resource_id: new_id,
+            token,
+        }));
     }
     type Row = (
         Vec<u8>,
@@ -217,7 +247,7 @@ async fn claim(
     .await
     .context("Failed to read the idempotency key")?;
     let Some((hash, resource_id, status, headers, body)) = row else {
-        // Forgotten after a failure in between: claim it afresh.
+        // Deleted in between: claim it afresh.
         return Ok(Claim::InFlight);
     };
     if hash != fingerprint {
@@ -236,52 +266,171 @@ async fn claim(
         }));
     }
     let taken_over = sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now()
+        "UPDATE idempotency_keys SET created_at = now(), claim_token = $4
          WHERE user_id = $1 AND idempotency_key = $2 AND response_status IS NULL
-           AND created_at < now() - make_interval(secs => $3)",
+           AND (claim_token IS NULL OR created_at < now() - make_interval(secs => $3))",
     )
     .bind(user_id)
     .bind(key)
-    .bind(ABANDONED_AFTER_SECS)
+    .bind(takeover_after_secs)
+    .bind(token)
     .execute(pool)
     .await
     .context("Failed to take over an abandoned idempotency key")?;
     Ok(if taken_over.rows_affected() == 1 {
-        Claim::Acquired(resource_id)
+        Claim::Acquired(Held { resource_id, token })
     } else {
         Claim::InFlight
     })
 }
 
+/// Records the run's response, if the run still holds the key.
 async fn remember(
     pool: &PgPool,
     user_id: &str,
     key: &str,
+    token: Uuid,
     stored: &StoredResponse,
 ) -> anyhow::Result<()> {
     let headers = serde_json::to_value(&stored.headers).context("Failed to encode headers")?;
-    let _ = sqlx::query(
+    let recorded = sqlx::query(
         "UPDATE idempotency_keys
-         SET response_status = $3, response_headers = $4, response_body = $5
-         WHERE user_id = $1 AND idempotency_key = $2",
+         SET response_status = $4, response_headers = $5, response_body = $6, claim_token = NULL
+         WHERE user_id = $1 AND idempotency_key = $2 AND claim_token = $3",
     )
     .bind(user_id)
     .bind(key)
+    .bind(token)
     .bind(stored.status)
     .bind(headers)
     .bind(&stored.body)
     .execute(pool)
     .await
     .context("Failed to record the idempotent response")?;
+    if recorded.rows_affected() == 0 {
+        tracing::warn!(
+            key,
+            "a run superseded after the takeover finished; its response is not recorded"
+        );
+    }
     Ok(())
 }
 
-async fn forget(pool: &PgPool, user_id: &str, key: &str) -> anyhow::Result<()> {
-    let _ = sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2")
-        .bind(user_id)
-        .bind(key)
-        .execute(pool)
-        .await
-        .context("Failed to forget the idempotency key")?;
+/// Gives the key back for a retry, keeping its resource id, if the run
+/// still holds it.
+async fn give_back(pool: &PgPool, user_id: &str, key: &str, token: Uuid) -> anyhow::Result<()> {
+    let _ = sqlx::query(
+        "UPDATE idempotency_keys SET claim_token = NULL
+         WHERE user_id = $1 AND idempotency_key = $2 AND claim_token = $3",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(token)
+    .execute(pool)
+    .await
+    .context("Failed to give the idempotency key back")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticketing_eventstore::ScratchDatabase;
+
+    const USER: &str = "user";
+    const KEY: &str = "key";
+    const REQUEST: &[u8] = b"POST /api/orders";
+
+    fn response(body: &str) -> StoredResponse {
+        StoredResponse {
+            status: 201,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    async fn database() -> ScratchDatabase {
+        ScratchDatabase::create("idempotency_claims", 2)
+            .await
+            .expect("a scratch database")
+    }
+
+    /// Ages every claim past the takeover: its run seems to have died.
+    async fn age_claims(pool: &PgPool) {
+        let _ = sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '1 hour'")
+            .execute(pool)
+            .await
+            .expect("age the claims");
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_server_error_keeps_the_resource_id() {
+        let db = database().await;
+        let pool = db.pool();
+        let Claim::Acquired(first) = claim(pool, USER, KEY, REQUEST, ABANDONED_AFTER_SECS)
+            .await
+            .expect("claim")
+        else {
+            panic!("the first run must acquire the key");
+        };
+        give_back(pool, USER, KEY, first.token)
+            .await
+            .expect("give back");
+        let Claim::Acquired(retry) = claim(pool, USER, KEY, REQUEST, ABANDONED_AFTER_SECS)
+            .await
+            .expect("claim")
+        else {
+            panic!("a retry after a server error must acquire the key");
+        };
+        assert_eq!(first.resource_id, retry.resource_id);
+        db.remove().await.expect("remove the database");
+    }
+
+    #[tokio::test]
+    async fn a_superseded_run_cannot_write_over_its_successor() {
+        let db = database().await;
+        let pool = db.pool();
+        let Claim::Acquired(first) = claim(pool, USER, KEY, REQUEST, ABANDONED_AFTER_SECS)
+            .await
+            .expect("claim")
+        else {
+            panic!("the first run must acquire the key");
+        };
+        age_claims(pool).await;
+        let Claim::Acquired(second) = claim(pool, USER, KEY, REQUEST, ABANDONED_AFTER_SECS)
+            .await
+            .expect("claim")
+        else {
+            panic!("a claim older than the takeover must be taken over");
+        };
+        assert_eq!(first.resource_id, second.resource_id);
+
+        // The superseded run ends in a server error: the successor's claim
+        // stands, so a third request waits for it.
+        give_back(pool, USER, KEY, first.token)
+            .await
+            .expect("give back");
+        assert!(matches!(
+            claim(pool, USER, KEY, REQUEST, ABANDONED_AFTER_SECS)
+                .await
+                .expect("claim"),
+            Claim::InFlight
+        ));
+        // The successor answers; the superseded run, finishing later, must
+        // not replace that answer.
+        remember(pool, USER, KEY, second.token, &response("second"))
+            .await
+            .expect("remember");
+        remember(pool, USER, KEY, first.token, &response("first"))
+            .await
+            .expect("remember");
+        let Claim::Completed(stored) = claim(pool, USER, KEY, REQUEST, ABANDONED_AFTER_SECS)
+            .await
+            .expect("claim")
+        else {
+            panic!("the answer must be stored");
+        };
+        assert_eq!(stored.body, b"second");
+        db.remove().await.expect("remove the database");
+    }
 }

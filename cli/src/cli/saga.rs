@@ -93,6 +93,11 @@ pub(crate) struct SagaArgs {
     #[arg(long, env = "COMMIT_MAX_BATCH", default_value_t = GroupCommit::default().max_batch)]
     commit_max_batch: usize,
 
+    /// How long a command waits for a group-commit writer (and again for
+    /// its outcome) before it fails with 503, in milliseconds.
+    #[arg(long, env = "COMMIT_WAIT_MS", default_value_t = 5_000)]
+    commit_wait_ms: u64,
+
     /// Polling interval of the saga worker when no timer is due, in ms.
     #[arg(long, env = "SAGA_POLL_INTERVAL_MS", default_value_t = 250)]
     saga_poll_interval_ms: u64,
@@ -147,6 +152,7 @@ impl SagaArgs {
         let group_commit = (self.commit_writers > 0).then_some(GroupCommit {
             writers: self.commit_writers,
             max_batch: self.commit_max_batch,
+            wait: Duration::from_millis(self.commit_wait_ms),
         });
         let commands = Arc::new(
             Commands::new(

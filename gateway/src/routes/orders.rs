@@ -86,6 +86,11 @@ pub(crate) async fn create(
             }
             order
         }
+        // The order may be stored: releasing its ticket could sell it twice.
+        // A retry under the same Idempotency-Key finds out; an order never
+        // placed loses its reservation when the reservation expires.
+        Err(unknown @ CommandError::Unknown { .. }) => return Err(unknown.into()),
+        // Definitely not placed: the reservation is given back.
         Err(other) => {
             release(&state, &ticket_id, &order_id, &metadata).await;
             return Err(other.into());

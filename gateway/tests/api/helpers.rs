@@ -5,10 +5,11 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
-use ticketing_eventstore::ScratchDatabase;
+use ticketing_eventstore::{connect, GroupCommit, ScratchDatabase};
 use ticketing_gateway::{Application, GatewaySettings};
 use ticketing_sagas::stripe_stand_in::{StripeStandIn, SECRET_KEY};
 use ticketing_sagas::{BreakerSettings, Commands, PaymentService, PaymentSettings};
+use ticketing_testkit::PgProxy;
 use uuid::Uuid;
 
 pub(crate) const JWT_KEY: &str = "test-jwt-key";
@@ -46,18 +47,60 @@ pub(crate) async fn spawn_app_built(
     configure: impl FnOnce(&mut GatewaySettings),
     build: impl FnOnce(Application) -> Application,
 ) -> TestApp {
-    init_tracing();
-    let database = ScratchDatabase::create("ticketing_test", 20)
-        .await
-        .expect("create a test database (is PostgreSQL running? `make stack`)");
+    let database = test_database().await;
     let pool = database.pool().clone();
+    spawn_app_on(database, pool, GroupCommit::default(), configure, build).await
+}
+
+/// As [`spawn_app`], the application's pool connecting through a proxy
+/// that can lose a COMMIT's reply or cut the database off. The test's own
+/// `pool` connects directly.
+pub(crate) async fn spawn_app_through_proxy() -> (TestApp, PgProxy) {
+    spawn_app_through_proxy_with(GroupCommit::default().wait).await
+}
+
+/// As [`spawn_app_through_proxy`], commands waiting at most `wait` for a
+/// group commit (see [`GroupCommit::wait`]).
+pub(crate) async fn spawn_app_through_proxy_with(wait: Duration) -> (TestApp, PgProxy) {
+    let database = test_database().await;
+    let proxy = PgProxy::start(database.url())
+        .await
+        .expect("start the PostgreSQL proxy");
+    let pool = connect(&proxy.url(database.url()), 20)
+        .await
+        .expect("connect through the proxy");
+    let group_commit = GroupCommit {
+        wait,
+        ..GroupCommit::default()
+    };
+    let app = spawn_app_on(database, pool, group_commit, |_| {}, |app| app).await;
+    (app, proxy)
+}
+
+async fn test_database() -> ScratchDatabase {
+    init_tracing();
+    ScratchDatabase::create("ticketing_test", 20)
+        .await
+        .expect("create a test database (is PostgreSQL running? `make stack`)")
+}
+
+/// Runs the gateway with `pool` over `database`.
+async fn spawn_app_on(
+    database: ScratchDatabase,
+    pool: PgPool,
+    group_commit: GroupCommit,
+    configure: impl FnOnce(&mut GatewaySettings),
+    build: impl FnOnce(Application) -> Application,
+) -> TestApp {
     let mut settings = GatewaySettings::local(JWT_KEY);
     settings.port = 0;
     configure(&mut settings);
     let stripe = StripeStandIn::start()
         .await
         .expect("start the Stripe stand-in");
-    let commands = Arc::new(Commands::new(&pool, chrono::Duration::seconds(30)));
+    let commands = Arc::new(
+        Commands::new(&pool, chrono::Duration::seconds(30)).with_group_commit(Some(group_commit)),
+    );
     let (provider, _breaker) = PaymentSettings {
         stripe_secret_key: Some(SECRET_KEY.to_owned()),
         stripe_api_base: stripe.base_url(),
@@ -83,7 +126,7 @@ pub(crate) async fn spawn_app_built(
     let _server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         address,
-        pool,
+        pool: database.pool().clone(),
         client: new_client(),
         stripe,
         database: Some(database),

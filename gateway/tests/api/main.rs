@@ -3,12 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod ambiguous_commit;
 mod bad_input;
 mod concurrency;
 mod health;
 mod helpers;
 mod idempotency;
 mod orders;
+mod overload;
 mod payments;
 mod shedding;
 mod tickets;

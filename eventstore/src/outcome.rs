@@ -1,0 +1,91 @@
+//! What a failed database call says about a commit.
+//!
+//! A statement the server refused (a data error) was caused by what one of
+//! the commands wrote. A lost connection or an exhausted pool says nothing
+//! about the commands, and before COMMIT was sent nothing was written: a
+//! transient failure, retried later as a whole. A COMMIT whose reply was
+//! lost is neither: the transaction may have committed, so its outcome is
+//! read back (by its transaction id) before anyone reports a failure that
+//! a caller would compensate.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+/// SQLSTATE classes that describe the server's state, not the statement:
+/// connection exception, insufficient resources, operator intervention
+/// (shutdown, statement timeout), system error.
+const TRANSIENT_CLASSES: [&str; 4] = ["08", "53", "57", "58"];
+
+/// How often an unknown outcome is read back while it is still unknown.
+const READ_BACK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Whether `error` is a failure to reach or use the database rather than a
+/// refusal of what was written.
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| TRANSIENT_CLASSES.iter().any(|c| code.starts_with(c))),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// Whether a failed COMMIT may have committed all the same: the server's
+/// answer never arrived (an answered COMMIT that failed rolled back).
+pub(crate) fn is_ambiguous_commit(error: &sqlx::Error) -> bool {
+    !matches!(error, sqlx::Error::Database(_))
+}
+
+/// What became of a transaction whose COMMIT reply was lost.
+pub(crate) enum Resolved {
+    Committed,
+    RolledBack,
+    Unknown(Unresolved),
+}
+
+/// The outcome of a commit could not be learned in time.
+#[derive(Debug, thiserror::Error)]
+#[error("a COMMIT's reply was lost and its outcome could not be read back: {0}")]
+pub struct Unresolved(String);
+
+impl Unresolved {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
+/// Reads back whether the transaction `transaction_id` committed, on a
+/// fresh connection, for at most `within`. A transaction still in progress
+/// (its server process has not yet noticed the broken connection) is asked
+/// about again until it ends.
+pub(crate) async fn resolve(pool: &PgPool, transaction_id: i64, within: Duration) -> Resolved {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = tokio::time::timeout_at(
+            deadline,
+            sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::text::xid8)")
+                .bind(transaction_id.to_string())
+                .fetch_one(pool),
+        )
+        .await;
+        let unknown = match status {
+            Ok(Ok(Some(status))) if status == "committed" => return Resolved::Committed,
+            Ok(Ok(Some(status))) if status == "aborted" => return Resolved::RolledBack,
+            Ok(Ok(status)) => format!("transaction {transaction_id} is {status:?}"),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "the read-back timed out".to_owned(),
+        };
+        if Instant::now() + READ_BACK_INTERVAL >= deadline {
+            return Resolved::Unknown(Unresolved(unknown));
+        }
+        tokio::time::sleep(READ_BACK_INTERVAL).await;
+    }
+}

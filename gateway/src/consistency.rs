@@ -7,6 +7,8 @@
 //! global position) are exact even though partitions are projected in
 //! parallel.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -22,7 +25,7 @@ use crate::error::ApiError;
 pub(crate) const HEADER: &str = "x-consistency-token";
 const MAX_MARKS: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum View {
     Ticket,
     Order,
@@ -33,13 +36,6 @@ impl View {
         match self {
             View::Ticket => "ticket",
             View::Order => "order",
-        }
-    }
-
-    fn sequence_query(self) -> &'static str {
-        match self {
-            View::Ticket => "SELECT last_sequence FROM ticket_views WHERE id = $1",
-            View::Order => "SELECT last_sequence FROM order_views WHERE id = $1",
         }
     }
 }
@@ -100,31 +96,190 @@ impl ConsistencyToken {
         (!marks.is_empty() && marks.len() <= MAX_MARKS).then_some(ConsistencyToken(marks))
     }
 
-    /// Waits until every marked aggregate's view reached its sequence.
-    pub(crate) async fn wait(&self, pool: &PgPool, timeout: Duration) -> Result<(), ApiError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = Duration::from_millis(1);
-        for mark in &self.0 {
-            loop {
-                let applied: Option<i64> = sqlx::query_scalar(mark.view.sequence_query())
-                    .bind(&mark.id)
-                    .fetch_optional(pool)
-                    .await
-                    .context("Failed to read a view's sequence")?;
-                if applied.is_some_and(|applied| applied >= mark.sequence) {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(ApiError::Unavailable(
-                        "The read model has not caught up with your last change yet; retry shortly"
-                            .to_owned(),
-                    ));
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
+    /// Waits until every marked aggregate's view reached its sequence:
+    /// one query checks the views and the event store; a mark naming a
+    /// change the store does not hold is refused at once (it would never
+    /// be applied); the rest wait on `watch`, holding no connection.
+    pub(crate) async fn wait(
+        &self,
+        watch: &AppliedWatch,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let kinds: Vec<&str> = self.0.iter().map(|m| m.view.name()).collect();
+        let ids: Vec<&str> = self.0.iter().map(|m| m.id.as_str()).collect();
+        let marks: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT coalesce(CASE m.kind \
+                        WHEN 'ticket' THEN (SELECT last_sequence FROM ticket_views WHERE id = m.id) \
+                        ELSE (SELECT last_sequence FROM order_views WHERE id = m.id) END, 0), \
+                    coalesce((SELECT max(sequence) FROM events \
+                              WHERE aggregate_type = CASE m.kind WHEN 'ticket' THEN 'Ticket' ELSE 'Order' END \
+                                AND aggregate_id = m.id), 0) \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS m(kind, id, n) ORDER BY m.n",
+        )
+        .bind(&kinds)
+        .bind(&ids)
+        .fetch_all(&watch.pool)
+        .await
+        .context("Failed to read the views' and the store's sequences")?;
+        let mut pending = Vec::new();
+        for (mark, (applied, stored)) in self.0.iter().zip(marks) {
+            if mark.sequence > stored {
+                return Err(ApiError::BadRequest(
+                    "X-Consistency-Token names a change that was never made".to_owned(),
+                ));
+            }
+            if applied < mark.sequence {
+                pending.push(watch.register(mark));
             }
         }
-        Ok(())
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Registered together above, so they are watched at once.
+        let all = async {
+            for woken in pending {
+                // Dropped unsent only if the watch itself went away.
+                if woken.await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        match tokio::time::timeout(timeout, all).await {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(ApiError::Unavailable(
+                "The read model has not caught up with your last change yet; retry shortly"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+/// How often the watch reads the views while reads wait on it.
+const WATCH_TICK: Duration = Duration::from_millis(5);
+
+/// The views' applied sequences, watched for every waiting read of this
+/// process by one task: one query per tick for all of them together, none
+/// while nobody waits. (A LISTEN fed by the projection would need a NOTIFY
+/// in its commits, which serializes them; the projection may also run in
+/// another process.)
+#[derive(Clone)]
+pub(crate) struct AppliedWatch {
+    pool: PgPool,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// A read waiting for a sequence, and how to wake it.
+type Waiter = (i64, oneshot::Sender<()>);
+
+#[derive(Default)]
+struct Waiting {
+    /// Per view row: the sequences reads wait for, and whom to wake.
+    marks: HashMap<(View, String), Vec<Waiter>>,
+    /// Whether the watch task runs (it stops when nobody waits).
+    watching: bool,
+}
+
+impl AppliedWatch {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            waiting: Arc::default(),
+        }
+    }
+
+    /// Resolves once `mark`'s view reached its sequence (or never, if the
+    /// caller gives up first: its entry goes at the next tick).
+    fn register(&self, mark: &Mark) -> oneshot::Receiver<()> {
+        let (wake, woken) = oneshot::channel();
+        let start = {
+            let mut waiting = self.lock();
+            waiting
+                .marks
+                .entry((mark.view, mark.id.clone()))
+                .or_default()
+                .push((mark.sequence, wake));
+            !std::mem::replace(&mut waiting.watching, true)
+        };
+        if start {
+            drop(tokio::spawn(self.clone().watch()));
+        }
+        woken
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // A panic while holding it cannot leave the map inconsistent.
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn watch(self) {
+        loop {
+            let (kinds, ids): (Vec<&'static str>, Vec<String>) = {
+                let mut waiting = self.lock();
+                waiting.marks.retain(|_, waiters| {
+                    waiters.retain(|(_, wake)| !wake.is_closed());
+                    !waiters.is_empty()
+                });
+                if waiting.marks.is_empty() {
+                    waiting.watching = false;
+                    return;
+                }
+                waiting
+                    .marks
+                    .keys()
+                    .map(|(view, id)| (view.name(), id.clone()))
+                    .unzip()
+            };
+            match self.applied(&kinds, &ids).await {
+                Ok(applied) => {
+                    let mut waiting = self.lock();
+                    for (view, id, sequence) in applied {
+                        if let Some(waiters) = waiting.marks.get_mut(&(view, id)) {
+                            for (_, wake) in
+                                waiters.extract_if(.., |(wanted, _)| *wanted <= sequence)
+                            {
+                                let _ = wake.send(());
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error.message = %error, "cannot read the views' sequences for waiting reads");
+                }
+            }
+            tokio::time::sleep(WATCH_TICK).await;
+        }
+    }
+
+    async fn applied(
+        &self,
+        kinds: &[&str],
+        ids: &[String],
+    ) -> sqlx::Result<Vec<(View, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT 'ticket', v.id, v.last_sequence FROM ticket_views v \
+               JOIN unnest($1::text[], $2::text[]) AS m(kind, id) ON m.kind = 'ticket' AND v.id = m.id \
+             UNION ALL \
+             SELECT 'order', v.id, v.last_sequence FROM order_views v \
+               JOIN unnest($1::text[], $2::text[]) AS m(kind, id) ON m.kind = 'order' AND v.id = m.id",
+        )
+        .bind(kinds)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, id, sequence)| {
+                let view = if kind == "ticket" {
+                    View::Ticket
+                } else {
+                    View::Order
+                };
+                (view, id, sequence)
+            })
+            .collect())
     }
 }
 
@@ -142,9 +297,13 @@ pub(crate) struct ReadAfter(pub(crate) Option<ConsistencyToken>);
 
 impl ReadAfter {
     /// Waits for the token's writes, if the query sent one.
-    pub(crate) async fn wait(&self, pool: &PgPool, timeout: Duration) -> Result<(), ApiError> {
+    pub(crate) async fn wait(
+        &self,
+        watch: &AppliedWatch,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
         match &self.0 {
-            Some(token) => token.wait(pool, timeout).await,
+            Some(token) => token.wait(watch, timeout).await,
             None => Ok(()),
         }
     }

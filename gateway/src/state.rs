@@ -2,6 +2,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use ticketing_sagas::{Commands, PaymentService};
 
+use crate::consistency::AppliedWatch;
 use crate::session::SessionKeys;
 use crate::settings::GatewaySettings;
 use crate::shedding::WriteShedding;
@@ -10,6 +11,8 @@ use crate::startup::{MetricsRender, ReadinessCheck};
 /// Shared by every request.
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
+    /// What reads with a consistency token wait on.
+    pub(crate) applied: AppliedWatch,
     pub(crate) sessions: SessionKeys,
     /// The executors, with the saga timers attached to their commits.
     pub(crate) commands: Arc<Commands>,
@@ -39,6 +42,7 @@ impl AppState {
             ),
             commands,
             payments,
+            applied: AppliedWatch::new(pool.clone()),
             pool,
             settings,
             readiness: Vec::new(),

@@ -162,7 +162,7 @@ pub(crate) async fn list(
     page: Page,
 ) -> Result<Response, ApiError> {
     read_after
-        .wait(&state.pool, state.settings.consistency_wait)
+        .wait(&state.applied, state.settings.consistency_wait)
         .await?;
     let rows =
         read_models::orders_of(&state.pool, &user.id, page.after.as_deref(), page.limit).await?;
@@ -180,7 +180,7 @@ pub(crate) async fn show(
 ) -> Result<Json<OrderView>, ApiError> {
     let id = parse_id(&raw_id)?;
     read_after
-        .wait(&state.pool, state.settings.consistency_wait)
+        .wait(&state.applied, state.settings.consistency_wait)
         .await?;
     let row = read_models::order(&state.pool, &id)
         .await?

@@ -130,7 +130,7 @@ pub(crate) async fn list(
     page: Page,
 ) -> Result<Response, ApiError> {
     read_after
-        .wait(&state.pool, state.settings.consistency_wait)
+        .wait(&state.applied, state.settings.consistency_wait)
         .await?;
     let rows =
         read_models::available_tickets(&state.pool, page.after.as_deref(), page.limit).await?;
@@ -147,7 +147,7 @@ pub(crate) async fn show(
 ) -> Result<Json<TicketView>, ApiError> {
     let id = parse_id(&raw_id)?;
     read_after
-        .wait(&state.pool, state.settings.consistency_wait)
+        .wait(&state.applied, state.settings.consistency_wait)
         .await?;
     let row = read_models::ticket(&state.pool, &id)
         .await?

@@ -12,6 +12,7 @@ mod idempotency;
 mod orders;
 mod overload;
 mod payments;
+mod read_after;
 mod shedding;
 mod tickets;
 mod users;

@@ -16,6 +16,7 @@ mod pagination;
 mod password;
 mod read_models;
 mod request_context;
+mod revocation;
 mod routes;
 mod session;
 mod settings;

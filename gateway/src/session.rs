@@ -2,12 +2,16 @@
 //! token. Anything that does not verify (tampered, expired, another
 //! algorithm, `alg: none`) simply means "signed out".
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::HeaderMap;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::revocation::Revocations;
 
 pub(crate) const COOKIE_NAME: &str = "session";
 
@@ -21,6 +25,10 @@ pub(crate) struct Claims {
     pub(crate) email: String,
     pub(crate) iat: i64,
     pub(crate) exp: i64,
+    /// The session's id, which sign-out revokes. (Tokens issued before
+    /// sessions had one cannot be revoked; they expire within the TTL.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) jti: Option<Uuid>,
 }
 
 pub(crate) struct SessionKeys {
@@ -29,10 +37,16 @@ pub(crate) struct SessionKeys {
     validation: Validation,
     ttl: Duration,
     secure_cookie: bool,
+    revocations: Arc<Revocations>,
 }
 
 impl SessionKeys {
-    pub(crate) fn new(secret: &[u8], ttl: Duration, secure_cookie: bool) -> Self {
+    pub(crate) fn new(
+        secret: &[u8],
+        ttl: Duration,
+        secure_cookie: bool,
+        revocations: Arc<Revocations>,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iat"]);
@@ -42,7 +56,12 @@ impl SessionKeys {
             validation,
             ttl,
             secure_cookie,
+            revocations,
         }
+    }
+
+    pub(crate) fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     pub(crate) fn issue(
@@ -57,6 +76,7 @@ impl SessionKeys {
             email: email.to_owned(),
             iat,
             exp: iat.saturating_add(ttl),
+            jti: Some(Uuid::new_v4()),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -77,6 +97,11 @@ impl SessionKeys {
         decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
             .map(|data| data.claims)
+            .filter(|claims| {
+                !claims
+                    .jti
+                    .is_some_and(|jti| self.revocations.is_revoked(&jti))
+            })
     }
 }
 
@@ -103,8 +128,18 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    fn revocations() -> Arc<Revocations> {
+        let pool = sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap();
+        Revocations::new(pool)
+    }
+
     fn keys() -> SessionKeys {
-        SessionKeys::new(b"test-secret", Duration::from_secs(60), false)
+        SessionKeys::new(
+            b"test-secret",
+            Duration::from_secs(60),
+            false,
+            revocations(),
+        )
     }
 
     fn with_cookie(value: &str) -> HeaderMap {
@@ -113,8 +148,8 @@ mod tests {
         headers
     }
 
-    #[test]
-    fn a_token_it_issued_verifies_from_the_cookie_and_the_bearer_header() {
+    #[tokio::test]
+    async fn a_token_it_issued_verifies_from_the_cookie_and_the_bearer_header() {
         let keys = keys();
         let token = keys.issue("u1", "a@b.co").unwrap();
         let claims = keys
@@ -132,9 +167,9 @@ mod tests {
         assert!(keys.verify_request(&headers).is_some());
     }
 
-    #[test]
-    fn a_token_signed_with_another_key_is_signed_out() {
-        let other = SessionKeys::new(b"other", Duration::from_secs(60), false);
+    #[tokio::test]
+    async fn a_token_signed_with_another_key_is_signed_out() {
+        let other = SessionKeys::new(b"other", Duration::from_secs(60), false, revocations());
         let token = other.issue("u1", "a@b.co").unwrap();
         assert_eq!(
             keys().verify_request(&with_cookie(&format!("session={token}"))),
@@ -142,14 +177,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_expired_token_is_signed_out() {
+    #[tokio::test]
+    async fn an_expired_token_is_signed_out() {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             id: "u1".into(),
             email: "a@b.co".into(),
             iat: now - 120,
             exp: now - 60,
+            jti: None,
         };
         let secret = EncodingKey::from_secret(b"test-secret");
         let token = encode(&Header::new(Algorithm::HS256), &claims, &secret).unwrap();

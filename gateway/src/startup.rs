@@ -52,9 +52,18 @@ impl Application {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.host, settings.port)).await?;
         let port = listener.local_addr()?.port();
+        let state = AppState::new(settings, pool, commands, payments);
+        // Loaded before the first request: a signed-out session must not
+        // come back with a restart.
+        state
+            .sessions
+            .revocations()
+            .start()
+            .await
+            .map_err(std::io::Error::other)?;
         Ok(Self {
             listener,
-            state: AppState::new(settings, pool, commands, payments),
+            state,
             port,
         })
     }

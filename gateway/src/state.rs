@@ -3,6 +3,7 @@ use std::sync::Arc;
 use ticketing_sagas::{Commands, PaymentService};
 
 use crate::consistency::AppliedWatch;
+use crate::revocation::Revocations;
 use crate::session::SessionKeys;
 use crate::settings::GatewaySettings;
 use crate::shedding::WriteShedding;
@@ -39,6 +40,7 @@ impl AppState {
                 settings.jwt_key.as_bytes(),
                 settings.session_ttl,
                 settings.secure_cookies,
+                Revocations::new(pool.clone()),
             ),
             commands,
             payments,

@@ -16,7 +16,7 @@ use crate::email::Email;
 use crate::error::{ApiError, ErrorEntry};
 use crate::json_body::JsonBody;
 use crate::password;
-use crate::session::CLEARED_COOKIE;
+use crate::session::{Claims, CLEARED_COOKIE};
 use crate::state::AppState;
 
 const EMAIL_INVALID: &str = "Email must be valid";
@@ -127,13 +127,31 @@ pub(crate) async fn signin(
     }
 }
 
-pub(crate) async fn signout() -> Response {
-    (
+/// Clears the cookie and revokes the session server-side, so that a copy
+/// of its token (a Bearer header, a stolen cookie) is signed out too.
+pub(crate) async fn signout(
+    State(state): State<Arc<AppState>>,
+    MaybeSignedIn(claims): MaybeSignedIn,
+) -> Result<Response, ApiError> {
+    if let Some(Claims {
+        jti: Some(jti),
+        exp,
+        ..
+    }) = claims
+    {
+        state
+            .sessions
+            .revocations()
+            .revoke(jti, exp)
+            .await
+            .context("Failed to revoke the session")?;
+    }
+    Ok((
         StatusCode::OK,
         [(SET_COOKIE, CLEARED_COOKIE)],
         Json(json!({})),
     )
-        .into_response()
+        .into_response())
 }
 
 pub(crate) async fn current_user(MaybeSignedIn(claims): MaybeSignedIn) -> Json<serde_json::Value> {

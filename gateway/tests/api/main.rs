@@ -13,6 +13,7 @@ mod orders;
 mod overload;
 mod payments;
 mod read_after;
+mod sessions;
 mod shedding;
 mod tickets;
 mod users;

@@ -23,6 +23,11 @@ pub struct GatewaySettings {
     /// Page size of list endpoints when the client gives no `limit`, and the
     /// largest `limit` accepted.
     pub list_limit: u32,
+    /// Live orders (placed, not yet paid, cancelled or expired) one user
+    /// may hold; a further placement gets 400.
+    pub max_live_orders: u32,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_retention: Duration,
 }
 
 impl GatewaySettings {
@@ -38,6 +43,8 @@ impl GatewaySettings {
             body_limit_bytes: 64 * 1024,
             consistency_wait: Duration::from_secs(5),
             list_limit: 1000,
+            max_live_orders: 10,
+            idempotency_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 }

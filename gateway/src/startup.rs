@@ -61,6 +61,7 @@ impl Application {
             .start()
             .await
             .map_err(std::io::Error::other)?;
+        crate::janitor::spawn(state.pool.clone(), state.settings.idempotency_retention);
         Ok(Self {
             listener,
             state,

@@ -50,6 +50,6 @@ pub use outcome::{SagaError, TaskOutcome};
 pub use payment_provider::{
     Charge, ChargeError, ChargeRequest, ChargeState, FoundCharge, PaymentProvider,
 };
-pub use payments::{Paid, PayError, PayRequest, PaymentService};
+pub use payments::{Paid, PayError, PayRequest, PaymentService, DEFAULT_MAX_PAYMENT_ATTEMPTS};
 pub use settings::PaymentSettings;
 pub use worker::{ExecutionOutcome, SagaConfig, SagaWorker};

@@ -90,7 +90,13 @@ pub struct PaymentService {
     recovery_after: Duration,
     /// How long after it started a payment is settled at the latest.
     settle_within: Duration,
+    /// Payments started per order at most (declined cards included).
+    max_attempts: u32,
 }
+
+/// Payments an order may start by default: enough for a buyer to correct
+/// a card a few times, too few to test stolen cards against one order.
+pub const DEFAULT_MAX_PAYMENT_ATTEMPTS: u32 = 5;
 
 /// Writes the recovery timer of a payment with the event that starts it.
 struct RecoveryTimer {
@@ -167,7 +173,16 @@ impl PaymentService {
             pool,
             recovery_after,
             settle_within: DEFAULT_SETTLE_WITHIN,
+            max_attempts: DEFAULT_MAX_PAYMENT_ATTEMPTS,
         }
+    }
+
+    /// Caps the payments started per order (see
+    /// [`DEFAULT_MAX_PAYMENT_ATTEMPTS`]); at least one.
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
     }
 
     /// Bounds how long a payment stays unresolved (see
@@ -224,6 +239,7 @@ impl PaymentService {
                     payment_id: request.payment_id.clone(),
                     user_id: request.user_id.clone(),
                     now: Utc::now(),
+                    max_attempts: self.max_attempts,
                 },
                 metadata,
                 Some(&recovery),

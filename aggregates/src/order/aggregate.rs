@@ -172,6 +172,7 @@ impl Aggregate for Order {
                 payment_id,
                 user_id,
                 now,
+                max_attempts,
             } => {
                 if user_id != self.user_id {
                     return Err(OrderError::NotOwner);
@@ -187,6 +188,9 @@ impl Aggregate for Order {
                     // even if the expiry timer has not fired yet.
                     OrderStatus::Created if self.expires_at.is_some_and(|d| now >= d) => {
                         return Err(OrderError::Cancelled)
+                    }
+                    OrderStatus::Created if self.payment_attempts >= max_attempts => {
+                        return Err(OrderError::TooManyPaymentAttempts)
                     }
                     OrderStatus::Created => OrderEvent::OrderPaymentStarted {
                         payment_id,

@@ -19,10 +19,13 @@ pub enum OrderCommand {
     /// The buyer starts paying with payment `payment_id` at `now`. While a
     /// payment is in flight the order can be neither cancelled nor expired,
     /// so a charge never lands on a cancelled order.
+    /// At most `max_attempts` payments are started per order, so declined
+    /// cards cannot be tried against it without limit.
     StartPayment {
         payment_id: String,
         user_id: String,
         now: DateTime<Utc>,
+        max_attempts: u32,
     },
     /// The payment `payment_id` was declined or could not be made; the order
     /// is payable again until it expires.

@@ -21,4 +21,6 @@ pub enum OrderError {
     PaymentInProgress,
     #[error("This payment is not the order's payment in flight")]
     PaymentNotInFlight,
+    #[error("Too many failed payment attempts for this order")]
+    TooManyPaymentAttempts,
 }

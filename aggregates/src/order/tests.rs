@@ -100,6 +100,7 @@ fn start_payment(payment_id: &str, user_id: &str, now: DateTime<Utc>) -> OrderCo
         payment_id: payment_id.to_owned(),
         user_id: user_id.to_owned(),
         now,
+        max_attempts: 3,
     }
 }
 
@@ -510,4 +511,22 @@ fn payment_state_follows_the_events() {
     assert_eq!(payable.payment_id(), None);
     assert_eq!(payable.payment_attempts(), 1);
     assert_eq!(payable.version(), 2);
+}
+
+#[test]
+fn no_payment_starts_past_the_attempts_cap() {
+    // Three attempts failed (the cap in `start_payment` is 3).
+    let history = vec![
+        placed(),
+        payment_started("payment-1", 1),
+        payment_failed("payment-1"),
+        payment_started("payment-2", 2),
+        payment_failed("payment-2"),
+        payment_started("payment-3", 3),
+        payment_failed("payment-3"),
+    ];
+    framework()
+        .given(history)
+        .when(start_payment("payment-4", BUYER, before_expiry()))
+        .then_expect_error(OrderError::TooManyPaymentAttempts);
 }

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use ticketing_eventstore::GroupCommit;
 use ticketing_sagas::{
     BreakerSettings, Commands, PaymentService, PaymentSettings, SagaConfig, SagaWorker,
+    DEFAULT_MAX_PAYMENT_ATTEMPTS,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +80,11 @@ pub(crate) struct SagaArgs {
     /// 24 h idempotency window).
     #[arg(long, env = "PAYMENT_SETTLE_WITHIN_SECONDS", default_value_t = 7_200)]
     payment_settle_within_seconds: i64,
+
+    /// Payments an order may start (declined cards included); further ones
+    /// are refused, so stolen cards cannot be tried against it without limit.
+    #[arg(long, env = "PAYMENT_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_PAYMENT_ATTEMPTS)]
+    payment_max_attempts: u32,
 
     /// How long after a reservation's deadline it is checked, in seconds.
     #[arg(long, env = "RESERVATION_GRACE_SECONDS", default_value_t = 30)]
@@ -182,7 +188,8 @@ impl SagaArgs {
             )
             .with_settle_within(chrono::Duration::seconds(
                 self.payment_settle_within_seconds,
-            )),
+            ))
+            .with_max_attempts(self.payment_max_attempts),
         );
         Ok(Sagas { commands, payments })
     }

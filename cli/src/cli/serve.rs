@@ -62,6 +62,15 @@ pub(crate) struct Arg {
     #[arg(long, env = "LIST_LIMIT", default_value_t = 1_000)]
     list_limit: u32,
 
+    /// Live orders (placed, not yet paid, cancelled or expired) one user may
+    /// hold; a further placement gets 400.
+    #[arg(long, env = "MAX_LIVE_ORDERS_PER_USER", default_value_t = 10)]
+    max_live_orders_per_user: u32,
+
+    /// How long an Idempotency-Key is remembered, in hours.
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    idempotency_retention_hours: u64,
+
     /// Threads of the runtime the relay and the projection worker run on,
     /// apart from the HTTP connections', so that thousands of connections
     /// cannot starve the read side of CPU.
@@ -112,6 +121,8 @@ impl Arg {
             body_limit_bytes: self.body_limit_bytes,
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
             list_limit: self.list_limit,
+            max_live_orders: self.max_live_orders_per_user,
+            idempotency_retention: Duration::from_secs(self.idempotency_retention_hours * 3_600),
         };
         let sagas = self.saga.wire(&pool)?;
         let app = Application::build_with(

@@ -8,6 +8,7 @@ mod fuzzed_input;
 mod gauges;
 mod helpers;
 mod journey;
+mod limits;
 mod production;
 mod prometheus;
 mod queries;

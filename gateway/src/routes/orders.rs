@@ -21,6 +21,7 @@ use crate::current_user::SignedIn;
 use crate::error::{ApiError, ErrorEntry};
 use crate::idempotency::NewId;
 use crate::json_body::JsonBody;
+use crate::order_cap;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
@@ -50,16 +51,33 @@ pub(crate) async fn create(
     let order_id = order_id.to_string();
     let metadata = context.metadata(&user.id);
     let expires_at = Utc::now() + state.settings.order_expiration;
+    order_cap::take_slot(
+        &state.pool,
+        state.settings.max_live_orders,
+        &user.id,
+        &order_id,
+        expires_at,
+    )
+    .await?;
 
     let reserve = TicketCommand::Reserve {
         order_id: order_id.clone(),
         expires_at,
     };
-    let reserved = state
+    let reserved = match state
         .commands
         .tickets
         .execute(&ticket_id, reserve, &metadata)
-        .await?;
+        .await
+    {
+        Ok(reserved) => reserved,
+        // A ticket that may be reserved keeps the slot until its deadline.
+        Err(unknown @ CommandError::Unknown { .. }) => return Err(unknown.into()),
+        Err(refused) => {
+            order_cap::give_back(&state.pool, &user.id, &order_id).await;
+            return Err(refused.into());
+        }
+    };
     let ticket = reserved.aggregate;
     let place = OrderCommand::Place {
         user_id: user.id.clone(),
@@ -93,6 +111,7 @@ pub(crate) async fn create(
         // Definitely not placed: the reservation is given back.
         Err(other) => {
             release(&state, &ticket_id, &order_id, &metadata).await;
+            order_cap::give_back(&state.pool, &user.id, &order_id).await;
             return Err(other.into());
         }
     };

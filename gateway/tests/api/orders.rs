@@ -160,3 +160,43 @@ async fn cancel_order_rejects_strangers_and_unknown_orders() {
         "the order is still placed"
     );
 }
+
+#[tokio::test]
+async fn concurrent_placements_cannot_pass_the_live_order_cap() {
+    let app = crate::helpers::spawn_app_with(|settings| settings.max_live_orders = 3).await;
+    let (seller, _) = app.signed_in_client().await;
+    let (buyer, _) = app.signed_in_client().await;
+    let mut tickets = Vec::new();
+    for n in 0..10 {
+        let ticket = app
+            .create_ticket(&seller, &format!("seat {n}"), serde_json::json!(10))
+            .await;
+        tickets.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+
+    let responses = futures::future::join_all(tickets.iter().map(|id| app.order(&buyer, id))).await;
+
+    let mut placed = 0;
+    for response in responses {
+        if response.status() == reqwest::StatusCode::CREATED {
+            placed += 1;
+        } else {
+            crate::helpers::assert_errors(
+                response,
+                reqwest::StatusCode::BAD_REQUEST,
+                &[(
+                    "You have too many open orders; pay for or cancel one first",
+                    None,
+                )],
+            )
+            .await;
+        }
+    }
+    assert_eq!(placed, 3);
+    let reserved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TicketReserved'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(reserved, 3, "a refused placement reserves nothing");
+}

@@ -220,3 +220,32 @@ async fn a_bad_stripe_key_is_a_503_that_opens_the_breaker_and_is_never_shown() {
     // The breaker (threshold 2 here) opened on the provider's error.
     assert_eq!(app.stripe.requests(), 2);
 }
+
+#[tokio::test]
+async fn declined_cards_are_not_tried_against_one_order_without_limit() {
+    let app = spawn_app().await;
+    let (buyer, order_id) = open_order(&app).await;
+    for _ in 0..ticketing_sagas::DEFAULT_MAX_PAYMENT_ATTEMPTS {
+        assert_errors(
+            pay(&app, &buyer, &order_id, "tok_chargeDeclined").await,
+            StatusCode::BAD_REQUEST,
+            &[("Your card was declined.", None)],
+        )
+        .await;
+    }
+    let attempts = app.stripe.charges().len();
+
+    let refused = pay(&app, &buyer, &order_id, "tok_visa").await;
+
+    assert_errors(
+        refused,
+        StatusCode::BAD_REQUEST,
+        &[("Too many failed payment attempts for this order", None)],
+    )
+    .await;
+    assert_eq!(
+        app.stripe.charges().len(),
+        attempts,
+        "nothing more was sent"
+    );
+}

@@ -84,6 +84,7 @@ async fn an_expiry_during_a_payment_waits_for_the_payment() {
                 payment_id: "payment-1".to_owned(),
                 user_id: BUYER.to_owned(),
                 now: Utc::now(),
+                max_attempts: 1,
             },
             &metadata(),
         )

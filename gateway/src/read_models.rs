@@ -30,8 +30,14 @@ pub(crate) struct OrderRow {
 }
 
 const TICKET_COLUMNS: &str = "id, title, price_cents, user_id, order_id, version";
-const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, ticket_id, ticket_title, \
-     ticket_price_cents, ticket_version, version";
+/// An order with its ticket as the ticket is now (the contract's orders
+/// follow the ticket's later updates, as the original platform's did), or
+/// as it was when ordered if the ticket's view is missing.
+const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.expires_at, o.ticket_id, \
+     coalesce(t.title, o.ticket_title) AS ticket_title, \
+     coalesce(t.price_cents, o.ticket_price_cents) AS ticket_price_cents, \
+     coalesce(t.version, o.ticket_version) AS ticket_version, o.version";
+const ORDERS: &str = "order_views o LEFT JOIN ticket_views t ON t.id = o.ticket_id";
 
 pub(crate) async fn ticket(pool: &PgPool, id: &str) -> anyhow::Result<Option<TicketRow>> {
     sqlx::query_as(&format!(
@@ -64,7 +70,7 @@ pub(crate) async fn available_tickets(
 
 pub(crate) async fn order(pool: &PgPool, id: &str) -> anyhow::Result<Option<OrderRow>> {
     sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM order_views WHERE id = $1"
+        "SELECT {ORDER_COLUMNS} FROM {ORDERS} WHERE o.id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
@@ -80,11 +86,11 @@ pub(crate) async fn orders_of(
     limit: i64,
 ) -> anyhow::Result<Vec<OrderRow>> {
     sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM order_views
-         WHERE user_id = $1
-           AND ($2::text IS NULL OR placed_position >
+        "SELECT {ORDER_COLUMNS} FROM {ORDERS}
+         WHERE o.user_id = $1
+           AND ($2::text IS NULL OR o.placed_position >
                 (SELECT placed_position FROM order_views WHERE id = $2 AND user_id = $1))
-         ORDER BY placed_position LIMIT $3"
+         ORDER BY o.placed_position LIMIT $3"
     ))
     .bind(user_id)
     .bind(after)

@@ -276,3 +276,49 @@ async fn a_malformed_consistency_token_is_a_400() {
         )
     );
 }
+
+/// As the original platform showed them: a cancelled order's ticket is the
+/// ticket as it is now (the amount charged stays the order's own).
+#[tokio::test]
+async fn an_order_shows_its_ticket_as_the_ticket_is_now() {
+    let system = start_system().await;
+    let (seller, _) = system.signed_in_client().await;
+    let (buyer, _) = system.signed_in_client().await;
+    let (ticket, _) = system.create_ticket(&seller, "matinee", 20.0).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    let (order, _) = system.place_order(&buyer, ticket_id).await;
+    let order_id = order["id"].as_str().unwrap();
+    let (cancelled, _, cancel_token) = system
+        .command(
+            &buyer,
+            Method::DELETE,
+            &format!("/api/orders/{order_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled, StatusCode::NO_CONTENT);
+
+    let (updated, _, update_token) = system
+        .command(
+            &seller,
+            Method::PUT,
+            &format!("/api/tickets/{ticket_id}"),
+            Some(json!({ "title": "evening", "price": 35 })),
+        )
+        .await;
+    assert_eq!(updated, StatusCode::OK);
+    let token = format!("{cancel_token},{update_token}");
+    let shown = system
+        .get_after(&buyer, &format!("/api/orders/{order_id}"), &token)
+        .await;
+
+    assert_eq!(shown.status(), StatusCode::OK);
+    let shown: Value = shown.json().await.unwrap();
+    assert_eq!(shown["status"], "cancelled");
+    assert_eq!(shown["ticket"]["title"], "evening");
+    assert_eq!(shown["ticket"]["price"].as_f64(), Some(35.0));
+    assert_eq!(
+        shown["ticket"]["version"], 3,
+        "created, reserved, released, updated"
+    );
+}

@@ -29,17 +29,22 @@ struct TicketInput {
     price: Money,
 }
 
-impl TryFrom<&JsonBody> for TicketInput {
-    type Error = ApiError;
+/// The contract words a missing or non-positive price differently on
+/// update (the original platform's update handler did).
+const UPDATE_PRICE_REQUIRED: &str = "Price must be provided and must be greater than 0";
 
-    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+impl TicketInput {
+    fn parse(body: &JsonBody, updating: bool) -> Result<Self, ApiError> {
         let title = body
             .str("title")
             .ok_or(TitleError::Required)
             .and_then(Title::parse);
-        // The number's own text is parsed as an exact decimal: no float rounding.
+        // The number's own text is parsed as an exact decimal: no float
+        // rounding. A string holding a decimal (what an HTML form posts) is
+        // parsed the same way, with the same limits.
         let price = match body.get("price") {
             Some(Value::Number(number)) => Money::parse_decimal(&number.to_string()),
+            Some(Value::String(text)) => Money::parse_decimal(text.trim()),
             _ => Err(PriceError::NotPositive),
         };
         match (title, price) {
@@ -47,7 +52,12 @@ impl TryFrom<&JsonBody> for TicketInput {
             (title, price) => Err(ApiError::Validation(
                 [
                     title.err().map(|e| ErrorEntry::field("title", e)),
-                    price.err().map(|e| ErrorEntry::field("price", e)),
+                    price.err().map(|e| match e {
+                        PriceError::NotPositive if updating => {
+                            ErrorEntry::field("price", UPDATE_PRICE_REQUIRED)
+                        }
+                        e => ErrorEntry::field("price", e),
+                    }),
                 ]
                 .into_iter()
                 .flatten()
@@ -65,7 +75,7 @@ pub(crate) async fn create(
     context: RequestContext,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let input = TicketInput::try_from(&body)?;
+    let input = TicketInput::parse(&body, false)?;
     let id = id.to_string();
     let command = TicketCommand::Create {
         title: input.title,
@@ -105,7 +115,7 @@ pub(crate) async fn update(
     context: RequestContext,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let input = TicketInput::try_from(&body)?;
+    let input = TicketInput::parse(&body, true)?;
     let id = parse_id(&raw_id)?;
     let command = TicketCommand::Update {
         title: input.title,

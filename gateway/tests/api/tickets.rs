@@ -105,8 +105,24 @@ fn invalid_ticket_inputs() -> Vec<Case> {
             vec![(PRICE, Some("price"))],
         ),
         (
-            json!({ "title": "concert", "price": "10" }),
+            json!({ "title": "concert", "price": "NaN" }),
             vec![(PRICE, Some("price"))],
+        ),
+        (
+            json!({ "title": "concert", "price": "Infinity" }),
+            vec![(PRICE, Some("price"))],
+        ),
+        (
+            json!({ "title": "concert", "price": "" }),
+            vec![(PRICE, Some("price"))],
+        ),
+        (
+            json!({ "title": "concert", "price": "0.00" }),
+            vec![(PRICE, Some("price"))],
+        ),
+        (
+            json!({ "title": "concert", "price": "10.001" }),
+            vec![("Price must have at most 2 decimal places", Some("price"))],
         ),
         (
             json!({ "title": "concert", "price": null }),
@@ -240,8 +256,69 @@ async fn update_ticket_rejects_invalid_input() {
     let ticket = app.create_ticket(&client, "concert", json!(20)).await;
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     for (input, expected) in invalid_ticket_inputs() {
+        // The update words a missing or non-positive price as the contract does.
+        let expected: Vec<_> = expected
+            .into_iter()
+            .map(|(message, field)| match message {
+                PRICE => ("Price must be provided and must be greater than 0", field),
+                other => (other, field),
+            })
+            .collect();
         let response = app.put(&client, &path, input).await;
         assert_errors(response, StatusCode::BAD_REQUEST, &expected).await;
     }
     assert_eq!(app.event_count(ticket["id"].as_str().unwrap()).await, 1);
+}
+
+/// What an HTML form posts: the price field's text.
+#[tokio::test]
+async fn a_price_given_as_decimal_text_is_parsed_exactly_like_a_number() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    for (text, expected) in [
+        ("25.00", 25.0),
+        (" 19.99 ", 19.99),
+        ("10", 10.0),
+        ("0.01", 0.01),
+    ] {
+        let response = app
+            .post(
+                &client,
+                "/api/tickets",
+                json!({ "title": "concert", "price": text }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{text:?}");
+        assert_eq!(
+            body(response).await["price"].as_f64(),
+            Some(expected),
+            "{text:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_update_words_a_bad_price_as_the_contract_does() {
+    let app = spawn_app().await;
+    let (client, _) = app.signed_in_client().await;
+    let ticket = app.create_ticket(&client, "concert", json!(20)).await;
+    let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+    for body in [
+        json!({ "title": "x" }),
+        json!({ "title": "x", "price": 0 }),
+        json!({ "title": "x", "price": "abc" }),
+    ] {
+        let response = app.put(&client, &path, body).await;
+        assert_errors(
+            response,
+            StatusCode::BAD_REQUEST,
+            &[(
+                "Price must be provided and must be greater than 0",
+                Some("price"),
+            )],
+        )
+        .await;
+    }
+    let response = app.put(&client, &path, json!({ "price": 5 })).await;
+    assert_errors(response, StatusCode::BAD_REQUEST, &[(TITLE, Some("title"))]).await;
 }

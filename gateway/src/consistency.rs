@@ -12,21 +12,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{COOKIE as COOKIE_HEADER, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub(crate) const HEADER: &str = "x-consistency-token";
+/// The cookie carrying the same token for clients that send no header
+/// (a browser app written for a platform that read its own database).
+const COOKIE: &str = "consistency";
+/// How long the cookie lives: long enough for the next page load.
+const COOKIE_MAX_AGE_SECS: u64 = 60;
 const MAX_MARKS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum View {
+pub(crate) enum View {
     Ticket,
     Order,
 }
@@ -80,7 +88,7 @@ impl ConsistencyToken {
 
     fn parse(raw: &str) -> Option<Self> {
         let marks = raw
-            .split(',')
+            .split([',', '|'])
             .map(|mark| {
                 let mut parts = mark.trim().splitn(3, ':');
                 let view = match parts.next()? {
@@ -292,19 +300,46 @@ pub(crate) fn with_token(token: &ConsistencyToken, response: impl IntoResponse) 
     response
 }
 
-/// The token a query was sent with, if any.
-pub(crate) struct ReadAfter(pub(crate) Option<ConsistencyToken>);
+/// The token a query was sent with, if any: the header, or else the
+/// cookie the gateway set on the client's last command.
+pub(crate) enum ReadAfter {
+    None,
+    /// Sent explicitly: waited on in full, 503 when the wait runs out.
+    Header(ConsistencyToken),
+    /// From the cookie: only the marks of the views the query reads are
+    /// waited on, and a wait that runs out serves what is there (a page
+    /// load must not fail because the read side is slow).
+    Cookie(ConsistencyToken),
+}
 
 impl ReadAfter {
-    /// Waits for the token's writes, if the query sent one.
+    /// Waits for the token's writes to the `views` this query reads.
     pub(crate) async fn wait(
         &self,
         watch: &AppliedWatch,
         timeout: Duration,
+        views: &[View],
     ) -> Result<(), ApiError> {
-        match &self.0 {
-            Some(token) => token.wait(watch, timeout).await,
-            None => Ok(()),
+        match self {
+            ReadAfter::None => Ok(()),
+            ReadAfter::Header(token) => token.wait(watch, timeout).await,
+            ReadAfter::Cookie(token) => {
+                let read = ConsistencyToken(
+                    token
+                        .0
+                        .iter()
+                        .filter(|m| views.contains(&m.view))
+                        .cloned()
+                        .collect(),
+                );
+                if read.0.is_empty() {
+                    return Ok(());
+                }
+                match read.wait(watch, timeout).await {
+                    Err(ApiError::Unavailable(_)) => Ok(()),
+                    other => other,
+                }
+            }
         }
     }
 }
@@ -314,15 +349,72 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadAfter {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(HEADER) else {
-            return Ok(ReadAfter(None));
+            // A stale or mangled cookie is ignored: the client never chose it.
+            return Ok(cookie_token(&parts.headers).map_or(ReadAfter::None, ReadAfter::Cookie));
         };
         value
             .to_str()
             .ok()
             .and_then(ConsistencyToken::parse)
-            .map(|token| ReadAfter(Some(token)))
+            .map(ReadAfter::Header)
             .ok_or_else(|| ApiError::BadRequest("X-Consistency-Token is malformed".to_owned()))
     }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<ConsistencyToken> {
+    headers
+        .get_all(COOKIE_HEADER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .and_then(|(_, value)| ConsistencyToken::parse(value))
+}
+
+/// Sets the consistency cookie on every response carrying a token: the
+/// client's earlier marks (from its cookie) merged with the new ones, the
+/// newest mark per aggregate kept, at most [`MAX_MARKS`] in all. HttpOnly,
+/// SameSite=Lax, path `/api`, short-lived.
+pub(crate) async fn remember_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let earlier = cookie_token(request.headers());
+    let mut response = next.run(request).await;
+    let Some(new) = response
+        .headers()
+        .get(HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(ConsistencyToken::parse)
+    else {
+        return response;
+    };
+    let mut marks = new.0;
+    for mark in earlier.map(|token| token.0).unwrap_or_default() {
+        if !marks.iter().any(|m| m.view == mark.view && m.id == mark.id) {
+            marks.push(mark);
+        }
+    }
+    marks.truncate(MAX_MARKS);
+    let value = marks
+        .iter()
+        .map(|m| format!("{}:{}:{}", m.view.name(), m.id, m.sequence))
+        .collect::<Vec<_>>()
+        .join("|");
+    let secure = if state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/api; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Lax{secure}"
+    );
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        let _ = response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -54,3 +54,32 @@ async fn update_then_read_with_the_token_shows_the_update() {
         assert_eq!(read["version"], i);
     }
 }
+
+/// A browser app written for the original platform sends no token; the
+/// cookie the gateway sets on each command carries it instead.
+#[tokio::test]
+async fn a_client_that_only_keeps_cookies_always_lists_the_ticket_it_just_created() {
+    let system = start_system().await;
+    let (seller, _) = system.signed_in_client().await;
+    let mut missed = 0;
+    for n in 0..40 {
+        let (ticket, _) = system
+            .create_ticket(&seller, &format!("seat {n}"), 10.0)
+            .await;
+        let listed: Vec<Value> = seller
+            .get(format!("{}/api/tickets?limit=1000", system.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !listed.iter().any(|t| t["id"] == ticket["id"]) {
+            missed += 1;
+        }
+    }
+    assert_eq!(
+        missed, 0,
+        "{missed} of 40 lists missed the ticket just created"
+    );
+}

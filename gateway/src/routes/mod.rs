@@ -23,6 +23,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 use uuid::Uuid;
 
+use crate::consistency::remember_token;
 use crate::error::ApiError;
 use crate::http_telemetry;
 use crate::idempotency::idempotent;
@@ -67,6 +68,7 @@ fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let idempotency = from_fn_with_state(state.clone(), idempotent);
     let shed = from_fn_with_state(state.clone(), shed_writes);
+    let remember_token = from_fn_with_state(state.clone(), remember_token);
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .route("/api/users/signup", post(users::signup))
@@ -99,6 +101,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         // The original platform answers 404 for any unknown method and path.
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(remember_token)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
         .layer(
             ServiceBuilder::new()

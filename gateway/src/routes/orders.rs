@@ -16,7 +16,7 @@ use chrono::Utc;
 use ticketing_aggregates::{Order, OrderCommand, OrderError, OrderTicket, TicketCommand};
 use ticketing_eventstore::{CommandError, CommandMetadata};
 
-use crate::consistency::{with_token, ConsistencyToken, ReadAfter};
+use crate::consistency::{with_token, ConsistencyToken, ReadAfter, View};
 use crate::current_user::SignedIn;
 use crate::error::{ApiError, ErrorEntry};
 use crate::idempotency::NewId;
@@ -181,7 +181,11 @@ pub(crate) async fn list(
     page: Page,
 ) -> Result<Response, ApiError> {
     read_after
-        .wait(&state.applied, state.settings.consistency_wait)
+        .wait(
+            &state.applied,
+            state.settings.consistency_wait,
+            &[View::Order, View::Ticket],
+        )
         .await?;
     let rows =
         read_models::orders_of(&state.pool, &user.id, page.after.as_deref(), page.limit).await?;
@@ -199,7 +203,11 @@ pub(crate) async fn show(
 ) -> Result<Json<OrderView>, ApiError> {
     let id = parse_id(&raw_id)?;
     read_after
-        .wait(&state.applied, state.settings.consistency_wait)
+        .wait(
+            &state.applied,
+            state.settings.consistency_wait,
+            &[View::Order, View::Ticket],
+        )
         .await?;
     let row = read_models::order(&state.pool, &id)
         .await?

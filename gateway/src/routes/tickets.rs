@@ -12,7 +12,7 @@ use ticketing_aggregates::{
 };
 use ticketing_eventstore::CommandError;
 
-use crate::consistency::{with_token, ConsistencyToken, ReadAfter};
+use crate::consistency::{with_token, ConsistencyToken, ReadAfter, View};
 use crate::current_user::SignedIn;
 use crate::error::{ApiError, ErrorEntry};
 use crate::idempotency::NewId;
@@ -140,7 +140,11 @@ pub(crate) async fn list(
     page: Page,
 ) -> Result<Response, ApiError> {
     read_after
-        .wait(&state.applied, state.settings.consistency_wait)
+        .wait(
+            &state.applied,
+            state.settings.consistency_wait,
+            &[View::Ticket],
+        )
         .await?;
     let rows =
         read_models::available_tickets(&state.pool, page.after.as_deref(), page.limit).await?;
@@ -157,7 +161,11 @@ pub(crate) async fn show(
 ) -> Result<Json<TicketView>, ApiError> {
     let id = parse_id(&raw_id)?;
     read_after
-        .wait(&state.applied, state.settings.consistency_wait)
+        .wait(
+            &state.applied,
+            state.settings.consistency_wait,
+            &[View::Ticket],
+        )
         .await?;
     let row = read_models::ticket(&state.pool, &id)
         .await?

@@ -126,3 +126,45 @@ async fn waiting_reads_share_one_watch_and_wake_when_the_view_catches_up() {
         "{spent} transactions for {waiters} waiting reads"
     );
 }
+
+#[tokio::test]
+async fn a_command_sets_the_consistency_cookie_merged_with_the_earlier_one() {
+    let app = spawn_app_with(|_| {}).await;
+    let (client, _) = app.signed_in_client().await;
+    let first = app
+        .post(
+            &client,
+            "/api/tickets",
+            json!({ "title": "one", "price": 10 }),
+        )
+        .await;
+    let first_token = first.headers()["x-consistency-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let second = app
+        .post(
+            &client,
+            "/api/tickets",
+            json!({ "title": "two", "price": 10 }),
+        )
+        .await;
+
+    let cookie = second
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .find(|value| value.starts_with("consistency="))
+        .expect("a consistency cookie");
+    let second_token = second.headers()["x-consistency-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["Path=/api", "HttpOnly", "SameSite=Lax", "Max-Age=60"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let value = cookie["consistency=".len()..].split(';').next().unwrap();
+    let marks: Vec<&str> = value.split('|').collect();
+    assert_eq!(marks, [second_token.as_str(), first_token.as_str()]);
+}

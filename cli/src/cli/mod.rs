@@ -1,7 +1,9 @@
+mod completions;
 mod database;
 mod environment;
 mod migrate;
 mod ops_server;
+mod probe;
 mod project;
 mod relay;
 mod replay;
@@ -13,10 +15,16 @@ use clap::{Parser, Subcommand};
 
 use environment::AppEnv;
 
-/// An event-sourced ticket-resale backend: REST gateway, event store, and (as
-/// they land) outbox relay, projections and sagas.
+/// An event-sourced ticket-resale backend: REST gateway, event store, outbox
+/// relay, projections and sagas, in one binary with one subcommand per role.
 #[derive(Debug, Parser)]
-#[command(name = "ticketing", version, about)]
+#[command(
+    name = "ticketing",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    after_long_help = AFTER_HELP
+)]
 pub(crate) struct Cli {
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
@@ -31,6 +39,23 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const AFTER_HELP: &str = "\
+Examples:
+  ticketing serve                          every role in one process (local runs)
+  ticketing migrate                        bring the schema up to date, then exit
+  ticketing relay --migrate                one role, migrating first
+  ticketing probe http://127.0.0.1:3000/readyz
+  ticketing replay rebuild --view tickets
+  ticketing completions bash
+
+Every option can also be set by the environment variable shown in its help.
+
+Exit codes:
+  0  done (or stopped by SIGINT/SIGTERM after draining)
+  1  failed: a setting refused, the database or broker unreachable at start-up,
+     a probe that got no 2xx, a replay that could not finish
+  2  usage error: an unknown subcommand, option or value";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -49,6 +74,10 @@ enum Command {
     Schemas(schemas::Arg),
     /// Rebuild read models, republish events, re-drive dead letters.
     Replay(replay::Arg),
+    /// Exit 0 if a URL answers 2xx (container health checks).
+    Probe(probe::Arg),
+    /// Print a shell completion script.
+    Completions(completions::Arg),
 }
 
 impl Cli {
@@ -62,6 +91,8 @@ impl Cli {
             Command::Saga(_) => "ticketing-sagas",
             Command::Schemas(_) => "ticketing-schemas",
             Command::Replay(_) => "ticketing-replay",
+            Command::Probe(_) => "ticketing-probe",
+            Command::Completions(_) => "ticketing-completions",
         }
     }
 
@@ -74,6 +105,11 @@ impl Cli {
             Command::Saga(arg) => arg.main(self.app_env).await,
             Command::Schemas(arg) => arg.main().await,
             Command::Replay(arg) => arg.main().await,
+            Command::Probe(arg) => arg.main().await,
+            Command::Completions(arg) => {
+                arg.main();
+                Ok(())
+            }
         }
     }
 }

@@ -1,0 +1,53 @@
+//! The CLI as an operator's tool: `probe` for container health checks,
+//! `completions`, and help that lists the exit codes.
+
+use std::process::{Command, Output};
+
+use crate::helpers::{free_port, start_system};
+
+fn ticketing(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn probe_exits_0_on_a_ready_server_and_1_otherwise() {
+    let system = start_system().await;
+    let ready = format!("{}/readyz", system.address);
+    let closed = format!("http://127.0.0.1:{}/readyz", free_port());
+    let missing = format!("{}/no-such-path", system.address);
+
+    let (ready, closed, missing) = tokio::task::spawn_blocking(move || {
+        (
+            ticketing(&["probe", &ready]),
+            ticketing(&["probe", &closed]),
+            ticketing(&["probe", &missing]),
+        )
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&closed.stderr).contains("did not answer"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+}
+
+#[test]
+fn completions_and_help_are_there_for_operators() {
+    let bash = ticketing(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("_ticketing()"));
+
+    let help = ticketing(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit codes:"), "{help}");
+    assert!(!help.contains("as they land"), "{help}");
+
+    let usage = ticketing(&["no-such-subcommand"]);
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -1,8 +1,10 @@
 //! A randomized payment soak (issue 13): many orders paid, paid twice,
 //! retried, cancelled and left to expire concurrently, while the Stripe
 //! stand-in injects random faults (transient and stored 5xx, 429, 409,
-//! 401, stalls before and after the charge), the gateway's breaker opens
-//! and closes, and two saga workers with short leases race on the timers.
+//! 401, stalls before and after the charge), the gateway's COMMIT replies
+//! are lost now and then (its database connection goes through the
+//! testkit's `PgProxy`), its breaker opens and closes, and two saga
+//! workers with short leases race on the timers.
 //! Then every order is driven to its end (recovery and expiry run to
 //! completion, within a bound) and checked against Stripe's ledger and the
 //! event store:
@@ -30,12 +32,13 @@ use ticketing_aggregates::{
     Money, OrderCommand, OrderError, OrderStatus, OrderTicket, PaymentStatus, TicketCommand,
     TicketError, Title,
 };
-use ticketing_eventstore::{CommandError, ScratchDatabase};
+use ticketing_eventstore::{connect, CommandError, ScratchDatabase};
 use ticketing_sagas::stripe_stand_in::{StripeStandIn, SECRET_KEY};
 use ticketing_sagas::{
     BreakerSettings, Commands, PayError, PayRequest, PaymentService, PaymentSettings, SagaConfig,
     SagaWorker,
 };
+use ticketing_testkit::PgProxy;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -233,7 +236,7 @@ async fn place(shop: &Shop, rng: &mut Rng) -> Option<Placed> {
             &shop.tickets[usize::try_from(rng.below(shop.tickets.len() as u64)).unwrap()];
         let order_id = Uuid::new_v4().to_string();
         // Short windows, so expiry races with payment and cancellation.
-        let window = i64::try_from(rng.between(300, 2_500)).unwrap();
+        let window = i64::try_from(rng.between(500, 4_000)).unwrap();
         let expires_at = Utc::now() + Duration::milliseconds(window);
         let reserve = TicketCommand::Reserve {
             order_id: order_id.clone(),
@@ -251,7 +254,11 @@ async fn place(shop: &Shop, rng: &mut Rng) -> Option<Placed> {
                 tokio::time::sleep(rng.millis(50, 300)).await;
                 continue;
             }
-            Err(other) => panic!("reserving {ticket_id}: {other:?}"),
+            Err(other) => {
+                eprintln!("soak: reserving {ticket_id}: {other}");
+                shop.counts.bump("order: reserve failed");
+                continue;
+            }
         };
         let place = OrderCommand::Place {
             user_id: BUYER.to_owned(),
@@ -263,12 +270,21 @@ async fn place(shop: &Shop, rng: &mut Rng) -> Option<Placed> {
             },
             expires_at,
         };
-        let _ = shop
+        if let Err(error) = shop
             .commands
             .orders
             .execute(&order_id, place, &metadata())
             .await
-            .unwrap();
+        {
+            // As the gateway does: release the ticket only if the order
+            // is known not to exist (its reservation check would too).
+            eprintln!("soak: placing {order_id}: {error}");
+            shop.counts.bump("order: place failed");
+            let placed = shop.commands.orders.load(&order_id).await;
+            if !matches!(placed, Ok(ref order) if order.exists()) {
+                continue;
+            }
+        }
         return Some(Placed {
             order_id,
             ticket_id: ticket_id.clone(),
@@ -335,14 +351,15 @@ async fn buyer(shop: Arc<Shop>, mut rng: Rng) -> Option<Placed> {
 /// Turns random stand-in faults on and off until `stop`.
 async fn inject_faults(
     stripe: StripeStandIn,
+    proxy: Arc<PgProxy>,
     mut rng: Rng,
     stop: CancellationToken,
     counts: Arc<Counts>,
 ) {
     while !stop.is_cancelled() {
-        tokio::time::sleep(rng.millis(30, 250)).await;
+        tokio::time::sleep(rng.millis(100, 500)).await;
         let hold = rng.millis(50, 400);
-        match rng.below(8) {
+        match rng.below(9) {
             0 => {
                 counts.bump("fault: 500 while it lasts");
                 stripe.set_failing(true);
@@ -371,6 +388,12 @@ async fn inject_faults(
                 stripe.set_stall_after(STALL);
                 tokio::time::sleep(hold).await;
                 stripe.set_stall_after(StdDuration::ZERO);
+            }
+            8 => {
+                // One of the gateway's next few COMMITs reaches the
+                // server, its reply does not (it is read back).
+                counts.bump("fault: COMMIT reply lost (armed)");
+                proxy.lose_commit_reply(usize::try_from(rng.below(4)).unwrap());
             }
             6 => {
                 counts.bump("fault: stored 500, charged");
@@ -422,7 +445,13 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
     let db = ScratchDatabase::create("ticketing_soak", 16).await.unwrap();
     let pool = db.pool().clone();
     let stripe = StripeStandIn::start().await.unwrap();
-    let commands = Arc::new(Commands::new(&pool, Duration::milliseconds(500)));
+    let grace = Duration::milliseconds(500);
+    // The saga process connects directly; the gateway through a proxy that
+    // loses COMMIT replies.
+    let commands = Arc::new(Commands::new(&pool, grace));
+    let proxy = Arc::new(PgProxy::start(db.url()).await.unwrap());
+    let gateway_pool = connect(&proxy.url(db.url()), 16).await.unwrap();
+    let gateway_commands = Arc::new(Commands::new(&gateway_pool, grace));
     let recovery_after = Duration::milliseconds(RECOVERY_AFTER_MS);
     let settle_within = Duration::milliseconds(SETTLE_WITHIN_MS);
     // The gateway and the saga process each have their own provider and
@@ -430,9 +459,9 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
     let (gateway_provider, _) = provider_settings(&stripe).provider().unwrap();
     let (saga_provider, _) = provider_settings(&stripe).provider().unwrap();
     let gateway = PaymentService::new(
-        Arc::clone(&commands),
+        Arc::clone(&gateway_commands),
         gateway_provider,
-        pool.clone(),
+        gateway_pool.clone(),
         recovery_after,
     )
     .with_settle_within(settle_within);
@@ -447,7 +476,7 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
     );
 
     let mut tickets = Vec::new();
-    for _ in 0..(orders / 2).max(4) {
+    for _ in 0..(orders * 2 / 3).max(4) {
         let id = Uuid::new_v4().to_string();
         let create = TicketCommand::Create {
             title: Title::parse("concert").unwrap(),
@@ -462,7 +491,7 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
         tickets.push(id);
     }
     let shop = Arc::new(Shop {
-        commands: Arc::clone(&commands),
+        commands: Arc::clone(&gateway_commands),
         gateway,
         tickets: tickets.clone(),
         counts: Counts::default(),
@@ -491,6 +520,7 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
     let fault_counts = Arc::new(Counts::default());
     let faults = tokio::spawn(inject_faults(
         stripe.clone(),
+        Arc::clone(&proxy),
         rng.fork(),
         faults_stop.clone(),
         Arc::clone(&fault_counts),
@@ -690,7 +720,10 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
         stripe.requests(),
         stripe.searches()
     );
-    println!("soak: faults injected {faults_injected}");
+    println!(
+        "soak: faults injected {faults_injected} ({} COMMIT replies lost)",
+        proxy.lost_replies()
+    );
     for (name, n) in fault_counts
         .with_prefix("")
         .into_iter()

@@ -51,6 +51,11 @@ pub struct Order {
     payment_id: Option<String>,
     #[serde(default)]
     payment_attempts: u32,
+    /// Payments that failed: over for good, never started again (a retry
+    /// of one would charge under a new attempt's key a payment already
+    /// recorded as failed, which nothing could then settle).
+    #[serde(default)]
+    failed_payments: Vec<String>,
 }
 
 impl Order {
@@ -184,6 +189,10 @@ impl Aggregate for Order {
                         return Ok(())
                     }
                     OrderStatus::AwaitingPayment => return Err(OrderError::PaymentInProgress),
+                    // A failed payment is over; a new one needs a new id.
+                    OrderStatus::Created if self.failed_payments.contains(&payment_id) => {
+                        return Err(OrderError::PaymentNotInFlight)
+                    }
                     // Past its deadline the order is as good as cancelled,
                     // even if the expiry timer has not fired yet.
                     OrderStatus::Created if self.expires_at.is_some_and(|d| now >= d) => {
@@ -252,9 +261,10 @@ impl Aggregate for Order {
                 self.payment_id = Some(payment_id);
                 self.payment_attempts = attempt;
             }
-            OrderEvent::OrderPaymentFailed { .. } => {
+            OrderEvent::OrderPaymentFailed { payment_id } => {
                 self.status = OrderStatus::Created;
                 self.payment_id = None;
+                self.failed_payments.push(payment_id);
             }
             OrderEvent::OrderCompleted { payment_id } => {
                 self.status = OrderStatus::Complete;

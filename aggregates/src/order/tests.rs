@@ -466,6 +466,22 @@ fn a_failed_payment_makes_the_order_payable_again_with_the_next_attempt() {
 }
 
 #[test]
+fn a_failed_payment_is_never_started_again() {
+    // A client retrying a request whose payment failed (its Idempotency-Key
+    // keeps the payment id across a 503) must not start it as a new
+    // attempt: the payment is recorded as failed, so a charge made for it
+    // could never complete the order, which would stay awaiting payment.
+    framework()
+        .given(vec![
+            placed(),
+            payment_started("payment-1", 1),
+            payment_failed("payment-1"),
+        ])
+        .when(start_payment("payment-1", BUYER, before_expiry()))
+        .then_expect_error(OrderError::PaymentNotInFlight);
+}
+
+#[test]
 fn failing_a_payment_that_is_not_in_flight_is_a_no_op() {
     for history in [
         vec![placed()],

@@ -7,4 +7,5 @@ mod expiry;
 mod payment_faults;
 mod payments;
 mod repair;
+mod soak;
 mod timers;

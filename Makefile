@@ -60,6 +60,7 @@ rules: ## check the alert rules with promtool (installs Prometheus if missing)
 test: DATABASE_URL = $(TEST_DATABASE_URL)
 test: stack lint rules ## start the stack, lint, check the alert rules and the event schemas, validate deploy/, then run every test
 	$(CARGO) run --quiet --bin ticketing -- schemas check
+	bash schemas/tools/validate-asyncapi.sh
 	bash deploy/validate.sh
 	bash deploy/local/netfault.sh ensure
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

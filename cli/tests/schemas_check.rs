@@ -17,6 +17,11 @@ fn committed_dir() -> PathBuf {
 fn copy_of_committed() -> PathBuf {
     let target = std::env::temp_dir().join(format!("schemas-{}", uuid::Uuid::new_v4()));
     copy_json(&committed_dir(), &target);
+    let _ = std::fs::copy(
+        committed_dir().join("asyncapi.json"),
+        target.join("asyncapi.json"),
+    )
+    .unwrap();
     target
 }
 
@@ -142,5 +147,23 @@ fn generate_into_an_empty_folder_writes_what_check_accepts() {
     let output = check(&dir);
 
     assert!(output.status.success(), "{}", stderr(&output));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_asyncapi_document_out_of_step_with_the_schemas_fails() {
+    let dir = copy_of_committed();
+    edit(&dir.join("asyncapi.json"), |document| {
+        document["channels"]["orders"]["address"] = "ticketing.orders.v2".into();
+    });
+
+    let output = check(&dir);
+
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("asyncapi.json is missing or out of date"),
+        "{}",
+        stderr(&output)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

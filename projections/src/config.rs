@@ -2,8 +2,7 @@ use std::time::Duration;
 
 use ticketing_relay::Topics;
 
-/// Suffix of the dead-letter topic of each consumed topic.
-pub const DLQ_SUFFIX: &str = ".dlq";
+pub use ticketing_schemas::topics::DLQ_SUFFIX;
 
 /// Everything a projection worker needs besides the database pool.
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ impl Default for ProjectionConfig {
 impl ProjectionConfig {
     /// The dead-letter topic of `topic`.
     pub fn dead_letter_topic(topic: &str) -> String {
-        format!("{topic}{DLQ_SUFFIX}")
+        ticketing_schemas::topics::dead_letter_topic(topic)
     }
 
     /// Delay before retry number `attempt` (1-based) of a failed apply.

@@ -10,10 +10,10 @@ use ticketing_relay::{provision_topics, RelayConfig, Topics};
 
 use crate::{ProjectionConfig, ProjectionError};
 
-pub const HEADER_ERROR: &str = "dlq-error";
-pub const HEADER_ORIGIN_TOPIC: &str = "dlq-origin-topic";
-pub const HEADER_ORIGIN_PARTITION: &str = "dlq-origin-partition";
-pub const HEADER_ORIGIN_OFFSET: &str = "dlq-origin-offset";
+pub use ticketing_schemas::headers::dlq::{
+    ERROR as HEADER_ERROR, ORIGIN_OFFSET as HEADER_ORIGIN_OFFSET,
+    ORIGIN_PARTITION as HEADER_ORIGIN_PARTITION, ORIGIN_TOPIC as HEADER_ORIGIN_TOPIC,
+};
 
 /// Writes dead letters and waits for the broker to hold them, so that the
 /// original's offset is committed only once its copy is safe.

@@ -69,6 +69,15 @@ pub mod topics {
     pub const TICKETS: &str = "ticketing.tickets.v1";
     pub const ORDERS: &str = "ticketing.orders.v1";
     pub const PAYMENTS: &str = "ticketing.payments.v1";
+
+    /// Appended to a topic's name to name its dead-letter topic.
+    pub const DLQ_SUFFIX: &str = ".dlq";
+
+    /// The dead-letter topic of `topic`.
+    #[must_use]
+    pub fn dead_letter_topic(topic: &str) -> String {
+        format!("{topic}{DLQ_SUFFIX}")
+    }
 }
 
 /// Kafka header names set on every message, so consumers can route or
@@ -81,6 +90,15 @@ pub mod headers {
     /// W3C trace context of the command that caused the event; only set
     /// when the command had one.
     pub const TRACEPARENT: &str = "traceparent";
+
+    /// Added to a message copied to its topic's dead-letter topic.
+    pub mod dlq {
+        /// The error that made the message undeliverable, with its causes.
+        pub const ERROR: &str = "dlq-error";
+        pub const ORIGIN_TOPIC: &str = "dlq-origin-topic";
+        pub const ORIGIN_PARTITION: &str = "dlq-origin-partition";
+        pub const ORIGIN_OFFSET: &str = "dlq-origin-offset";
+    }
 }
 
 #[cfg(test)]

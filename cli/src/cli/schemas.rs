@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ticketing_schemas::registry::{self, COMPATIBILITY_MODE};
+use ticketing_schemas::registry::{self, asyncapi, COMPATIBILITY_MODE};
 
 #[derive(Debug, Args)]
 pub(crate) struct Arg {
@@ -42,6 +42,11 @@ impl Arg {
                 for path in &written {
                     eprintln!("wrote {}", path.display());
                 }
+                // Derived from the schemas: always rewritten.
+                let path = self.dir.join(asyncapi::FILE);
+                std::fs::write(&path, asyncapi_text(&generated))
+                    .with_context(|| format!("Failed to write {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
                 eprintln!(
                     "{} schemas up to date in {} ({} written)",
                     generated.len(),
@@ -54,7 +59,17 @@ impl Arg {
                 let committed = registry::read_committed(&self.dir).with_context(|| {
                     format!("Failed to read the schemas in {}", self.dir.display())
                 })?;
-                let problems = registry::check(&generated, &committed);
+                let mut problems: Vec<String> = registry::check(&generated, &committed)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let path = self.dir.join(asyncapi::FILE);
+                if std::fs::read_to_string(&path).ok() != Some(asyncapi_text(&generated)) {
+                    problems.push(format!(
+                        "{} is missing or out of date: run `ticketing schemas generate`",
+                        path.display()
+                    ));
+                }
                 if problems.is_empty() {
                     eprintln!(
                         "{} schemas checked in {}: up to date and {COMPATIBILITY_MODE} compatible",
@@ -74,4 +89,8 @@ impl Arg {
             }
         }
     }
+}
+
+fn asyncapi_text(generated: &[registry::EventSchema]) -> String {
+    registry::to_text(&asyncapi::document(generated))
 }

@@ -2,6 +2,7 @@
 //! types, committed under `schemas/<topic>/<eventType>/<version>.json`, and
 //! the compatibility check CI runs on them (`ticketing schemas check`).
 
+pub mod asyncapi;
 mod catalog;
 mod check;
 mod compat;

@@ -5,6 +5,7 @@
 //! command through the event store's executor, map the result. Business rules
 //! live in `ticketing-aggregates`; errors map to the contract in `error`.
 
+mod conditional;
 mod consistency;
 mod current_user;
 mod email;

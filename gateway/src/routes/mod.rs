@@ -18,11 +18,13 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 use uuid::Uuid;
 
+use crate::conditional::conditional_get;
 use crate::consistency::remember_token;
 use crate::error::ApiError;
 use crate::http_telemetry;
@@ -65,6 +67,13 @@ fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Unexpected(anyhow::anyhow!("handler panicked")).into_response()
 }
 
+/// Large answers (a page of tickets is about 150 KB of JSON) are sent
+/// compressed when the client accepts it; a fast level, since the CPU it
+/// costs is spent on every uncached request.
+fn compression() -> CompressionLayer {
+    CompressionLayer::new().quality(CompressionLevel::Fastest)
+}
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let idempotency = from_fn_with_state(state.clone(), idempotent);
     let shed = from_fn_with_state(state.clone(), shed_writes);
@@ -102,6 +111,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(remember_token)
+        .layer(from_fn(conditional_get))
+        .layer(compression())
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
         .layer(
             ServiceBuilder::new()

@@ -6,6 +6,7 @@
 mod ambiguous_commit;
 mod bad_input;
 mod concurrency;
+mod conditional;
 mod health;
 mod helpers;
 mod idempotency;

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod ambiguous_commit;
+mod auth_limits;
 mod bad_input;
 mod concurrency;
+mod edge;
 mod health;
 mod helpers;
 mod idempotency;

@@ -9,7 +9,7 @@
 //! also delays its owner, by design: it is what stops guessing one password
 //! from many addresses.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl AuthGuard {
         headers: &HeaderMap,
         peer: SocketAddr,
     ) -> Result<(), ApiError> {
-        let client = self.client_address.client(headers, peer);
+        let client = budget_key(self.client_address.client(headers, peer));
         check(self.by_address.as_ref(), &client, "address")
     }
 
@@ -117,6 +117,16 @@ impl AuthGuard {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+/// The budget an address spends: its own for IPv4, its /64 network for
+/// IPv6, since one host is commonly given a whole /64 and could otherwise
+/// spread a flood over 2^64 budgets.
+fn budget_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
 
@@ -153,4 +163,22 @@ pub(crate) fn spawn_pruning(guard: &Arc<AuthGuard>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key(raw: &str) -> IpAddr {
+        budget_key(raw.parse().unwrap())
+    }
+
+    #[test]
+    fn an_ipv6_network_shares_one_budget_and_ipv4_addresses_have_their_own() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("203.0.113.1"), key("203.0.113.2"));
+        assert_eq!(key("::ffff:203.0.113.1"), key("203.0.113.1"));
+    }
 }

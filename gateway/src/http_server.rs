@@ -119,6 +119,8 @@ pub(crate) async fn serve(
 /// The request timeout's answer, in the contract's shape.
 async fn request_failed(error: BoxError) -> Response {
     if error.is::<Elapsed>() {
+        // The request's own metrics and trace span were dropped with it.
+        metrics::counter!("http_requests_timed_out_total").increment(1);
         return error_response(
             StatusCode::REQUEST_TIMEOUT,
             vec![ErrorEntry {

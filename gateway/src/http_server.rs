@@ -1,11 +1,13 @@
-//! The HTTP/1 server at the edge: a cap on concurrent connections, a
-//! header-read timeout (which is also the keep-alive idle timeout) and a
-//! whole-request timeout, none of which `axum::serve` exposes.
+//! The HTTP/1 server at the edge: a cap on concurrent connections, an idle
+//! keep-alive timeout, a header-read timeout and a whole-request timeout,
+//! none of which `axum::serve` exposes.
 //!
 //! The accept loop is hyper's own connection builder driven by hand, as in
-//! axum's "serve with hyper" example: hyper provides the header-read timer,
+//! axum's "serve with hyper" example: hyper provides the idle timer (its
+//! header-read timer, which runs from when a connection waits for a request),
 //! `tower::timeout` the request timer and `hyper_util` the graceful
-//! shutdown; only the connection cap (a semaphore taken before `accept`) is
+//! shutdown; the connection cap (a semaphore taken before `accept`) and the
+//! header timer counted from a request's first byte (`header_deadline`) are
 //! ours.
 
 use std::future::Future;
@@ -29,15 +31,19 @@ use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::error::{error_response, ErrorEntry};
+use crate::header_deadline::{HeaderDeadline, InRequest};
 
 /// Bounds on what one client can hold at the edge.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
+    /// From a request's first byte to the end of its headers; past it the
+    /// connection is closed.
+    pub header_timeout: Duration,
     /// From the moment a connection waits for a request (accepted, or its
     /// previous response sent) to the end of that request's headers; past
-    /// it the connection is closed. Hyper runs one timer for both, so this
-    /// is also the keep-alive idle timeout.
-    pub header_timeout: Duration,
+    /// it the connection is closed. So it bounds how long an idle keep-alive
+    /// connection is kept, and also a request's headers that start late.
+    pub idle_timeout: Duration,
     /// From the end of a request's headers to its response, the body's
     /// upload included; past it the answer is 408.
     pub request_timeout: Duration,
@@ -50,6 +56,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             max_connections: 4096,
         }
@@ -72,7 +79,7 @@ pub(crate) async fn serve(
     let mut http = http1::Builder::new();
     let _ = http
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.idle_timeout);
     // Waiting before `accept` (rather than accepting and closing) costs
     // nothing per waiting client, and each is served as soon as a slot frees;
     // a client that gives up meanwhile is dropped by the kernel.
@@ -96,12 +103,20 @@ pub(crate) async fn serve(
         };
         // As `axum::serve` does: responses are small, do not delay them.
         let _ = stream.set_nodelay(true);
+        let in_request = InRequest::default();
+        let (started, answered) = (in_request.clone(), in_request.clone());
         let service = router
             .clone()
             .map_request(move |mut request: Request<Incoming>| {
+                started.started();
                 let _ = request.extensions_mut().insert(ConnectInfo(peer));
                 request
+            })
+            .map_response(move |response| {
+                answered.answered();
+                response
             });
+        let stream = HeaderDeadline::new(stream, in_request, limits.header_timeout);
         let connection = graceful
             .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         let _connection = tokio::spawn(async move {

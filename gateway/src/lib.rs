@@ -11,6 +11,7 @@ mod consistency;
 mod current_user;
 mod email;
 mod error;
+mod header_deadline;
 mod http_server;
 mod http_telemetry;
 mod idempotency;

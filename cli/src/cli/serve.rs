@@ -60,11 +60,17 @@ pub(crate) struct Arg {
     #[arg(long, env = "CONSISTENCY_WAIT_MS", default_value_t = 5_000)]
     consistency_wait_ms: u64,
 
-    /// How long a connection may take to send a request's headers, from
-    /// its opening or its previous response (so also how long an idle
-    /// keep-alive connection is kept), in milliseconds; then it is closed.
+    /// How long a client may take to send a request's headers, from their
+    /// first byte, in milliseconds; then the connection is closed.
     #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     http_header_timeout_ms: u64,
+
+    /// How long a connection may wait for a request (from its opening or
+    /// its previous response) until that request's headers are complete, in
+    /// milliseconds; then it is closed. Behind a load balancer, longer than
+    /// the balancer's idle timeout.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    http_idle_timeout_ms: u64,
 
     /// How long a request may take from the end of its headers to its
     /// answer, the body's upload included, in milliseconds; then 408.
@@ -150,6 +156,7 @@ impl Arg {
         insecure.enforce(env)?;
         let http_limits = HttpLimits {
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
             request_timeout: Duration::from_millis(self.http_request_timeout_ms),
             max_connections: self.http_max_connections,
         };

@@ -1,6 +1,6 @@
 //! The edge over raw TCP, as slow or greedy clients drive it: a client that
-//! stalls in its headers, idles between requests or dribbles its body is
-//! cut off after its timeout while others are served; connections beyond
+//! stalls in its headers, idles or dribbles its body is cut off after its
+//! timeout while others are served; connections beyond
 //! the cap wait until one closes. Outcomes are bounded (within ten times the
 //! configured timeout), never timed.
 
@@ -75,13 +75,13 @@ async fn a_client_stalling_in_its_headers_is_cut_off_while_others_are_served() {
     let header_timeout = Duration::from_millis(300);
     let app = spawn_app_limited(HttpLimits {
         header_timeout,
+        idle_timeout: Duration::from_secs(60),
         ..HttpLimits::default()
     })
     .await;
 
     let mut half_line = connect(&app).await;
     half_line.write_all(b"GET /healthz HT").await.unwrap();
-    let mut silent = connect(&app).await;
 
     // Served meanwhile, on connections of its own.
     for _ in 0..3 {
@@ -93,31 +93,57 @@ async fn a_client_stalling_in_its_headers_is_cut_off_while_others_are_served() {
         closed_within(&mut half_line, header_timeout * 10).await,
         "a half-sent header line held its connection"
     );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let idle_timeout = Duration::from_millis(300);
+    let app = spawn_app_limited(HttpLimits {
+        idle_timeout,
+        ..HttpLimits::default()
+    })
+    .await;
+
+    let mut silent = connect(&app).await;
+    let mut kept_alive = connect(&app).await;
+    kept_alive.write_all(HEALTHZ).await.unwrap();
+    let (status, _) = read_response(&mut kept_alive).await;
+    assert_eq!(status, 200);
+
+    // Keep-alive: the connection stays open for a next request, but not
+    // for good; nor does one that never sent anything.
     assert!(
-        closed_within(&mut silent, header_timeout * 10).await,
+        closed_within(&mut kept_alive, idle_timeout * 10).await,
+        "an idle keep-alive connection was kept"
+    );
+    assert!(
+        closed_within(&mut silent, idle_timeout * 10).await,
         "a connection that sent nothing was kept"
     );
 }
 
 #[tokio::test]
-async fn an_idle_keep_alive_connection_is_closed() {
-    let header_timeout = Duration::from_millis(300);
+async fn a_keep_alive_connection_idle_longer_than_the_header_timeout_is_still_served() {
+    let header_timeout = Duration::from_millis(200);
     let app = spawn_app_limited(HttpLimits {
         header_timeout,
+        idle_timeout: Duration::from_secs(30),
         ..HttpLimits::default()
     })
     .await;
 
     let mut stream = connect(&app).await;
     stream.write_all(HEALTHZ).await.unwrap();
-    let (status, _) = read_response(&mut stream).await;
-    assert_eq!(status, 200);
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    tokio::time::sleep(header_timeout * 5).await;
+    stream.write_all(HEALTHZ).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
 
-    // Keep-alive: the connection stays open for a next request, but not
-    // for good.
+    // Each request's headers get the header timeout anew.
+    stream.write_all(b"GET /healthz HT").await.unwrap();
     assert!(
         closed_within(&mut stream, header_timeout * 10).await,
-        "an idle keep-alive connection was kept"
+        "a third request stalling in its headers held the connection"
     );
 }
 
@@ -177,6 +203,7 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let app = spawn_app_limited(HttpLimits {
         max_connections: 2,
         header_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
         ..HttpLimits::default()
     })
     .await;

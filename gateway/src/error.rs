@@ -38,6 +38,10 @@ pub(crate) enum ApiError {
     NotFound,
     #[error("Request body is too large")]
     PayloadTooLarge,
+    /// Too many attempts from one client or for one account; retry after
+    /// the given number of seconds.
+    #[error("Too many attempts; retry later")]
+    TooManyRequests { retry_after_secs: u64 },
     /// Temporarily unable to answer; the client should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -75,6 +79,14 @@ impl IntoResponse for ApiError {
                     _ => StatusCode::PAYLOAD_TOO_LARGE,
                 };
                 error_response(status, single(self.to_string()))
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                let mut response =
+                    error_response(StatusCode::TOO_MANY_REQUESTS, single(self.to_string()));
+                let _ = response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+                response
             }
             ApiError::Unavailable(message) => {
                 let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, single(message));

@@ -5,11 +5,15 @@
 //! command through the event store's executor, map the result. Business rules
 //! live in `ticketing-aggregates`; errors map to the contract in `error`.
 
+mod auth_limits;
+mod client_address;
 mod conditional;
 mod consistency;
 mod current_user;
 mod email;
 mod error;
+mod header_deadline;
+mod http_server;
 mod http_telemetry;
 mod idempotency;
 mod janitor;
@@ -28,6 +32,9 @@ mod startup;
 mod state;
 mod views;
 
+pub use auth_limits::{AuthLimits, Rate};
+pub use client_address::ClientAddressSource;
+pub use http_server::HttpLimits;
 pub use settings::GatewaySettings;
 pub use shedding::BacklogGauge;
 pub use startup::{Application, MetricsRender, ReadinessCheck};

@@ -5,6 +5,8 @@ use sqlx::PgPool;
 use ticketing_sagas::{Commands, PaymentService, PaymentSettings, DEFAULT_RESERVATION_GRACE};
 use tokio::net::TcpListener;
 
+use crate::auth_limits::{spawn_pruning, AuthGuard, AuthLimits};
+use crate::http_server::{serve, HttpLimits};
 use crate::routes::router;
 use crate::settings::GatewaySettings;
 use crate::shedding::{BacklogGauge, WriteShedding};
@@ -23,6 +25,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     port: u16,
+    http_limits: HttpLimits,
+    auth_limits: AuthLimits,
 }
 
 impl Application {
@@ -66,6 +70,8 @@ impl Application {
             listener,
             state,
             port,
+            http_limits: HttpLimits::default(),
+            auth_limits: AuthLimits::default(),
         })
     }
 
@@ -91,6 +97,20 @@ impl Application {
         self
     }
 
+    /// Replaces the default timeouts and connection cap of the listener.
+    #[must_use]
+    pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = limits;
+        self
+    }
+
+    /// Replaces the default limits of sign-up and sign-in.
+    #[must_use]
+    pub fn with_auth_limits(mut self, limits: AuthLimits) -> Self {
+        self.auth_limits = limits;
+        self
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -101,8 +121,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(Arc::new(self.state)))
-            .with_graceful_shutdown(shutdown)
-            .await
+        let guard = Arc::new(AuthGuard::new(&self.auth_limits));
+        spawn_pruning(&guard);
+        let app = router(Arc::new(self.state)).layer(axum::Extension(guard));
+        serve(self.listener, app, self.http_limits, shutdown).await
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ticketing_gateway::{Application, BacklogGauge, GatewaySettings};
+use ticketing_gateway::{
+    Application, AuthLimits, BacklogGauge, ClientAddressSource, GatewaySettings, HttpLimits, Rate,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
@@ -58,6 +60,57 @@ pub(crate) struct Arg {
     #[arg(long, env = "CONSISTENCY_WAIT_MS", default_value_t = 5_000)]
     consistency_wait_ms: u64,
 
+    /// How long a client may take to send a request's headers, from their
+    /// first byte, in milliseconds; then the connection is closed.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+
+    /// How long a connection may wait for a request (from its opening or
+    /// its previous response) until that request's headers are complete, in
+    /// milliseconds; then it is closed. Behind a load balancer, longer than
+    /// the balancer's idle timeout.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    http_idle_timeout_ms: u64,
+
+    /// How long a request may take from the end of its headers to its
+    /// answer, the body's upload included, in milliseconds; then 408.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    http_request_timeout_ms: u64,
+
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 4_096)]
+    http_max_connections: usize,
+
+    /// Sign-ins and sign-ups per client address and minute (0: no limit).
+    #[arg(long, env = "AUTH_ADDRESS_PER_MINUTE", default_value_t = 60)]
+    auth_address_per_minute: u32,
+
+    /// Sign-ins and sign-ups one client address may make at once.
+    #[arg(long, env = "AUTH_ADDRESS_BURST", default_value_t = 30)]
+    auth_address_burst: u32,
+
+    /// Sign-ins and sign-ups per email and minute (0: no limit).
+    #[arg(long, env = "AUTH_EMAIL_PER_MINUTE", default_value_t = 10)]
+    auth_email_per_minute: u32,
+
+    /// Sign-ins and sign-ups for one email at once.
+    #[arg(long, env = "AUTH_EMAIL_BURST", default_value_t = 5)]
+    auth_email_burst: u32,
+
+    /// The header a trusted reverse proxy puts the client's address in
+    /// (e.g. x-forwarded-for; its right-most value counts); unset, the
+    /// socket's peer address counts and every such header is ignored.
+    #[arg(long, env = "TRUSTED_CLIENT_IP_HEADER")]
+    trusted_client_ip_header: Option<String>,
+
+    /// Password hashes run at once (0: one per core).
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    password_hash_concurrency: usize,
+
+    /// Password hashes waiting for a turn; more get 503 at once.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    password_hash_queue: usize,
+
     /// Default and largest page size of the list endpoints.
     #[arg(long, env = "LIST_LIMIT", default_value_t = 1_000)]
     list_limit: u32,
@@ -110,6 +163,13 @@ impl Arg {
         );
         self.saga.check(&mut insecure);
         insecure.enforce(env)?;
+        let http_limits = HttpLimits {
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            request_timeout: Duration::from_millis(self.http_request_timeout_ms),
+            max_connections: self.http_max_connections,
+        };
+        let auth_limits = self.auth_limits()?;
         let pool = self.database.connect(true).await?;
         let settings = GatewaySettings {
             host: self.host,
@@ -168,6 +228,8 @@ impl Arg {
             relay_metrics.backlog().saturating_add(lag)
         });
         let app = app
+            .with_http_limits(http_limits)
+            .with_auth_limits(auth_limits)
             .with_readiness_check("projections", projector.readiness)
             .with_write_shedding(self.write_shed_backlog, behind)
             .with_metrics(crate::telemetry::metrics_render());
@@ -191,6 +253,31 @@ impl Arg {
         served.context("HTTP server failed")?;
         tracing::info!("drained, exiting");
         Ok(())
+    }
+}
+
+impl Arg {
+    fn auth_limits(&self) -> anyhow::Result<AuthLimits> {
+        let trusted_header = self
+            .trusted_client_ip_header
+            .as_deref()
+            .filter(|name| !name.trim().is_empty())
+            .map(|name| name.trim().parse())
+            .transpose()
+            .context("TRUSTED_CLIENT_IP_HEADER is not a header name")?;
+        Ok(AuthLimits {
+            per_address: Rate {
+                per_minute: self.auth_address_per_minute,
+                burst: self.auth_address_burst,
+            },
+            per_email: Rate {
+                per_minute: self.auth_email_per_minute,
+                burst: self.auth_email_burst,
+            },
+            client_address: ClientAddressSource { trusted_header },
+            hashing_concurrency: self.password_hash_concurrency,
+            hashing_queue: self.password_hash_queue,
+        })
     }
 }
 

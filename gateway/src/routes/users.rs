@@ -1,21 +1,22 @@
 //! Sign-up, sign-in, sign-out and the current user, per the contract.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::SET_COOKIE;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::auth_limits::AuthGuard;
 use crate::current_user::MaybeSignedIn;
 use crate::email::Email;
 use crate::error::{ApiError, ErrorEntry};
 use crate::json_body::JsonBody;
-use crate::password;
 use crate::session::{Claims, CLEARED_COOKIE};
 use crate::state::AppState;
 
@@ -56,8 +57,12 @@ fn signed_in(
 #[tracing::instrument(skip_all)]
 pub(crate) async fn signup(
     State(state): State<Arc<AppState>>,
+    Extension(guard): Extension<Arc<AuthGuard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
+    guard.admit_client(&headers, peer)?;
     let mut errors = Vec::new();
     let email = parse_email(&body, &mut errors);
     let password = trimmed_password(&body).filter(|p| (4..=20).contains(&p.chars().count()));
@@ -70,6 +75,7 @@ pub(crate) async fn signup(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Validation(errors));
     };
+    guard.admit_email(&email)?;
     // Checked first only to spare the hashing cost; the unique index decides.
     let taken: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1)")
@@ -80,7 +86,7 @@ pub(crate) async fn signup(
     if taken {
         return Err(ApiError::BadRequest("Email in use".to_owned()));
     }
-    let hash = password::hash(password.to_owned()).await?;
+    let hash = guard.passwords.hash(password.to_owned()).await?;
     let id = Uuid::now_v7();
     let inserted = sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)")
         .bind(id)
@@ -102,8 +108,12 @@ pub(crate) async fn signup(
 #[tracing::instrument(skip_all)]
 pub(crate) async fn signin(
     State(state): State<Arc<AppState>>,
+    Extension(guard): Extension<Arc<AuthGuard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
+    guard.admit_client(&headers, peer)?;
     let mut errors = Vec::new();
     let email = parse_email(&body, &mut errors);
     let password = trimmed_password(&body).filter(|p| !p.is_empty());
@@ -113,6 +123,7 @@ pub(crate) async fn signin(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Validation(errors));
     };
+    guard.admit_email(&email)?;
     let user: Option<(Uuid, String, String)> =
         sqlx::query_as("SELECT id, email, password_hash FROM users WHERE lower(email) = $1")
             .bind(email.as_str())
@@ -120,7 +131,10 @@ pub(crate) async fn signin(
             .await
             .context("Failed to look up the user")?;
     let stored_hash = user.as_ref().map(|(_, _, hash)| hash.clone());
-    let valid = password::verify(password.to_owned(), stored_hash).await?;
+    let valid = guard
+        .passwords
+        .verify(password.to_owned(), stored_hash)
+        .await?;
     match user {
         Some((id, email, _)) if valid => signed_in(&state, StatusCode::OK, &id.to_string(), &email),
         _ => Err(ApiError::BadRequest("Invalid credentials".to_owned())),

@@ -142,6 +142,18 @@ pub(crate) fn new_client() -> Client {
         .expect("build an HTTP client")
 }
 
+/// As [`new_client`], its connections coming from `source`, a loopback
+/// address other than 127.0.0.1 (e.g. `127.0.0.2`): another client address
+/// as the server's socket sees it.
+pub(crate) fn client_from(source: &str) -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .local_address(Some(source.parse().expect("a loopback address")))
+        .build()
+        .expect("build an HTTP client")
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(database) = self.database.take() {
@@ -155,6 +167,11 @@ pub(crate) fn unique_email() -> String {
 }
 
 impl TestApp {
+    /// The server's `host:port`, for raw TCP clients.
+    pub(crate) fn socket_address(&self) -> &str {
+        self.address.trim_start_matches("http://")
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

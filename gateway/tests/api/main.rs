@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod ambiguous_commit;
+mod auth_limits;
 mod bad_input;
 mod concurrency;
 mod conditional;
+mod edge;
 mod health;
 mod helpers;
 mod idempotency;

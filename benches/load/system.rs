@@ -79,6 +79,11 @@ impl System {
             .env("PAYMENTS_TOPIC", format!("{prefix}.payments.v1"))
             .env("PROJECTION_GROUP_ID", &prefix)
             .env("PAYMENT_PROVIDER", "local")
+            // The sign-in scenario comes from one host: the per-address and
+            // per-email limits would answer most of it with 429.
+            .env("AUTH_ADDRESS_PER_MINUTE", "0")
+            .env("AUTH_EMAIL_PER_MINUTE", "0")
+            .env("PASSWORD_HASH_QUEUE", "100000")
             .env(
                 "RUST_LOG",
                 std::env::var("LOAD_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
 use super::environment::{AppEnv, Insecure, DEVELOPMENT_JWT_KEY};
+use super::ops_server;
 use super::project::{self, ProjectionArgs};
 use super::relay::{self, RelayArgs};
 use super::saga::SagaArgs;
@@ -28,6 +29,16 @@ pub(crate) struct Arg {
     /// Port of the HTTP API.
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
+
+    /// Serve `/metrics` (with `/healthz` and `/readyz`) on this port of
+    /// METRICS_HOST instead of the API port, so that what reaches the API
+    /// (an ingress, the internet) cannot read the metrics.
+    #[arg(long, env = "METRICS_PORT")]
+    metrics_port: Option<u16>,
+
+    /// Address of the separate metrics port.
+    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    metrics_host: IpAddr,
 
     /// HS256 secret for session tokens, at least 32 bytes. The default is
     /// for local runs only (refused with APP_ENV=production).
@@ -230,9 +241,22 @@ impl Arg {
         let app = app
             .with_http_limits(http_limits)
             .with_auth_limits(auth_limits)
-            .with_readiness_check("projections", projector.readiness)
-            .with_write_shedding(self.write_shed_backlog, behind)
-            .with_metrics(crate::telemetry::metrics_render());
+            .with_readiness_check("projections", projector.readiness.clone())
+            .with_write_shedding(self.write_shed_backlog, behind);
+        let (app, ops) = match self.metrics_port {
+            None => (app.with_metrics(crate::telemetry::metrics_render()), None),
+            Some(port) => {
+                let ops = ops_server::spawn(
+                    self.metrics_host,
+                    port,
+                    pool.clone(),
+                    vec![("projections", projector.readiness.clone())],
+                    shutdown.clone(),
+                )
+                .await?;
+                (app, Some(ops))
+            }
+        };
         let saga = self.saga.spawn(pool, &sagas, shutdown.clone());
         let _signal = tokio::spawn({
             let shutdown = shutdown.clone();
@@ -251,6 +275,9 @@ impl Arg {
         project::stop(projector.task).await?;
         relay_stopped?;
         served.context("HTTP server failed")?;
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
         tracing::info!("drained, exiting");
         Ok(())
     }

@@ -51,3 +51,31 @@ fn completions_and_help_are_there_for_operators() {
     let usage = ticketing(&["no-such-subcommand"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// With METRICS_PORT, `/metrics` leaves the API port (which an ingress or
+/// the internet reaches) for a port of its own.
+#[tokio::test]
+async fn metrics_move_to_their_own_port_when_asked() {
+    let port = free_port().to_string();
+    let system = crate::helpers::start_system_with(&[("METRICS_PORT", port.as_str())]).await;
+    let client = reqwest::Client::new();
+
+    let on_api = client
+        .get(format!("{}/metrics", system.address))
+        .send()
+        .await
+        .unwrap();
+    let on_own = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(on_api.status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(on_own.status(), reqwest::StatusCode::OK);
+    assert!(on_own
+        .text()
+        .await
+        .unwrap()
+        .contains("outbox_backlog_events"));
+}

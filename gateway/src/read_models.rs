@@ -56,11 +56,13 @@ pub(crate) async fn available_tickets(
     after: Option<&str>,
     limit: i64,
 ) -> anyhow::Result<Vec<TicketRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {TICKET_COLUMNS} FROM ticket_views
+    // Only the columns of `ticket_views_available_page` (order_id is NULL
+    // by the filter): an index-only scan.
+    sqlx::query_as(
+        "SELECT id, title, price_cents, user_id, NULL::text AS order_id, version FROM ticket_views
          WHERE order_id IS NULL AND ($1::text IS NULL OR id > $1)
-         ORDER BY id LIMIT $2"
-    ))
+         ORDER BY id LIMIT $2",
+    )
     .bind(after)
     .bind(limit)
     .fetch_all(pool)

@@ -94,7 +94,7 @@ impl RelayArgs {
 /// How every Kafka client (producer, consumer, admin) authenticates and
 /// encrypts, and any other librdkafka property. Read once here, carried in
 /// `RelayConfig::kafka_properties`, applied by `ticketing_relay::client_config`.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub(crate) struct KafkaSecurityArgs {
     /// librdkafka `security.protocol`.
     #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
@@ -157,6 +157,13 @@ fn read_property_file(path: &str) -> Result<PropertyList, String> {
     parse_property_file(&text)
         .map(|p| PropertyList(p.into_iter().collect()))
         .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Shown as the properties they become, secret values hidden.
+impl std::fmt::Debug for KafkaSecurityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.properties().fmt(f)
+    }
 }
 
 impl KafkaSecurityArgs {

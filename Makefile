@@ -63,6 +63,7 @@ test: stack lint rules ## start the stack, lint, check the alert rules and the e
 	bash schemas/tools/validate-asyncapi.sh
 	bash deploy/validate.sh
 	bash deploy/local/netfault.sh ensure
+	bash deploy/local/stunnel.sh ensure
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "+ $(CARGO) nextest run --workspace --no-fail-fast"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \

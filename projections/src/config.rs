@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use ticketing_relay::Topics;
+use ticketing_relay::{KafkaProperties, Topics};
 
 pub use ticketing_schemas::topics::DLQ_SUFFIX;
 
@@ -9,6 +9,9 @@ pub use ticketing_schemas::topics::DLQ_SUFFIX;
 pub struct ProjectionConfig {
     /// Kafka bootstrap servers, comma-separated `host:port`.
     pub brokers: String,
+    /// Security and pass-through librdkafka properties, applied to every
+    /// client after its own settings: the relay's.
+    pub kafka_properties: KafkaProperties,
     /// The topics consumed: the relay's.
     pub topics: Topics,
     /// Consumer group; workers sharing it share the partitions.
@@ -46,6 +49,7 @@ impl Default for ProjectionConfig {
     fn default() -> Self {
         Self {
             brokers: "127.0.0.1:9092".to_owned(),
+            kafka_properties: KafkaProperties::default(),
             topics: Topics::default(),
             group_id: "ticketing-projections".to_owned(),
             partitions: 6,

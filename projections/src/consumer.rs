@@ -8,8 +8,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 use serde::Deserialize;
+use ticketing_relay::client_config;
 
 use crate::{ProjectionConfig, ProjectionError, ProjectionMetrics};
 
@@ -93,21 +94,21 @@ pub(crate) fn create(
     metrics: Arc<ProjectionMetrics>,
 ) -> Result<ProjectionConsumer, ProjectionError> {
     let millis = |duration: std::time::Duration| duration.as_millis().to_string();
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group_id)
-        .set("client.id", "ticketing-projections")
-        // Offsets are stored and committed only once the database
-        // transaction holding the change committed.
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", millis(config.session_timeout))
-        .set("heartbeat.interval.ms", millis(config.heartbeat_interval))
-        .set("fetch.wait.max.ms", millis(config.fetch_wait_max))
-        .set("statistics.interval.ms", millis(config.statistics_interval))
-        .create_with_context(ProjectionContext { metrics })
-        .map_err(ProjectionError::Client)
+    client_config(&config.brokers, &config.kafka_properties, |c| {
+        c.set("group.id", &config.group_id)
+            .set("client.id", "ticketing-projections")
+            // Offsets are stored and committed only once the database
+            // transaction holding the change committed.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", millis(config.session_timeout))
+            .set("heartbeat.interval.ms", millis(config.heartbeat_interval))
+            .set("fetch.wait.max.ms", millis(config.fetch_wait_max))
+            .set("statistics.interval.ms", millis(config.statistics_interval));
+    })
+    .create_with_context(ProjectionContext { metrics })
+    .map_err(ProjectionError::Client)
 }
 
 #[derive(Debug, Deserialize)]

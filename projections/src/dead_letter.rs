@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
-use ticketing_relay::{provision_topics, RelayConfig, Topics};
+use ticketing_relay::{client_config, provision_topics, RelayConfig, Topics};
 
 use crate::{ProjectionConfig, ProjectionError};
 
@@ -23,14 +22,14 @@ pub(crate) struct DeadLetters {
 
 impl DeadLetters {
     pub(crate) fn new(config: &ProjectionConfig) -> Result<Self, ProjectionError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "30000")
-            .set("client.id", "ticketing-projections-dlq")
-            .create()
-            .map_err(ProjectionError::Client)?;
+        let producer = client_config(&config.brokers, &config.kafka_properties, |c| {
+            c.set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("message.timeout.ms", "30000")
+                .set("client.id", "ticketing-projections-dlq");
+        })
+        .create()
+        .map_err(ProjectionError::Client)?;
         Ok(Self { producer })
     }
 
@@ -90,6 +89,7 @@ impl DeadLetters {
 pub(crate) async fn provision(config: &ProjectionConfig) -> Result<(), ProjectionError> {
     let relay = |topics: Topics| RelayConfig {
         brokers: config.brokers.clone(),
+        kafka_properties: config.kafka_properties.clone(),
         topics,
         partitions: config.partitions,
         replication_factor: config.replication_factor,

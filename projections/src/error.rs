@@ -1,5 +1,5 @@
 use rdkafka::error::KafkaError;
-use ticketing_relay::RelayError;
+use ticketing_relay::{KafkaConfigError, RelayError};
 
 use crate::decode::DecodeError;
 
@@ -11,6 +11,9 @@ pub enum ProjectionError {
     Decode(#[from] DecodeError),
     #[error("read-model query failed")]
     Database(#[from] sqlx::Error),
+    /// The operator's Kafka settings are rejected; fails start-up.
+    #[error("invalid Kafka client settings")]
+    KafkaConfig(#[from] KafkaConfigError),
     /// The event neither follows, repeats nor skips ahead of its view, e.g.
     /// an update of a ticket that was never created.
     #[error("{event_type} #{sequence} of {aggregate_type} {aggregate_id} cannot apply to its view (at #{last_sequence})")]

@@ -15,7 +15,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
+use ticketing_relay::{client_config, KafkaProperties};
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::{
@@ -62,6 +63,7 @@ pub struct DeadLetter {
 /// offsets (or the beginning) up to the end as of now.
 pub struct DeadLetterQueue {
     brokers: String,
+    kafka_properties: KafkaProperties,
     topic: String,
     group_id: String,
 }
@@ -76,9 +78,15 @@ pub enum RedriveOutcome {
 impl DeadLetterQueue {
     /// The DLQ topic `topic` (`<origin>.dlq`); `group_id` records what was
     /// re-driven.
-    pub fn new(brokers: &str, topic: &str, group_id: &str) -> Self {
+    pub fn new(
+        brokers: &str,
+        kafka_properties: &KafkaProperties,
+        topic: &str,
+        group_id: &str,
+    ) -> Self {
         Self {
             brokers: brokers.to_owned(),
+            kafka_properties: kafka_properties.clone(),
             topic: topic.to_owned(),
             group_id: group_id.to_owned(),
         }
@@ -92,14 +100,14 @@ impl DeadLetterQueue {
     }
 
     fn consumer(&self) -> Result<StreamConsumer, RedriveError> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .map_err(|e| self.kafka(e))
+        client_config(&self.brokers, &self.kafka_properties, |c| {
+            c.set("group.id", &self.group_id)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest");
+        })
+        .create()
+        .map_err(|e| self.kafka(e))
     }
 
     /// Assigns every partition from its committed offset (or the
@@ -180,13 +188,13 @@ impl DeadLetterQueue {
     ) -> Result<RedriveOutcome, RedriveError> {
         let consumer = self.consumer()?;
         let pending = self.assign(&consumer)?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("client.id", "ticketing-dlq-redrive")
-            .create()
-            .map_err(|e| self.kafka(e))?;
+        let producer: FutureProducer = client_config(&self.brokers, &self.kafka_properties, |c| {
+            c.set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("client.id", "ticketing-dlq-redrive");
+        })
+        .create()
+        .map_err(|e| self.kafka(e))?;
         let mut left: i64 = pending.iter().map(|(_, start, end)| end - start).sum();
         let mut redriven = 0;
         while left > 0 {

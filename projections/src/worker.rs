@@ -31,6 +31,9 @@ pub struct Projector {
 impl Projector {
     /// Creates the worker; nothing connects until it runs.
     pub fn new(pool: PgPool, config: ProjectionConfig) -> Result<Self, ProjectionError> {
+        // Checked first: its error names a rejected property but, unlike
+        // librdkafka's own, never shows a secret value.
+        ticketing_relay::check_client_config(&config.brokers, &config.kafka_properties)?;
         let dead_letters = DeadLetters::new(&config)?;
         Ok(Self {
             pool,

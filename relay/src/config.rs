@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use ticketing_schemas::topics;
 
+use crate::KafkaProperties;
+
 /// The topic of each aggregate type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -32,6 +34,9 @@ impl Topics {
 pub struct RelayConfig {
     /// Kafka bootstrap servers, comma-separated `host:port`.
     pub brokers: String,
+    /// Security and pass-through librdkafka properties, applied to every
+    /// client after its own settings (see [`crate::client_config`]).
+    pub kafka_properties: KafkaProperties,
     pub topics: Topics,
     /// Partitions of each topic created at start-up.
     pub partitions: i32,
@@ -57,6 +62,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             brokers: "127.0.0.1:9092".to_owned(),
+            kafka_properties: KafkaProperties::default(),
             topics: Topics::default(),
             partitions: 6,
             replication_factor: 1,

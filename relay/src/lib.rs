@@ -56,6 +56,7 @@ mod config;
 mod encode;
 mod error;
 mod history;
+mod kafka_client;
 mod leader;
 mod metrics;
 mod outbox;
@@ -71,6 +72,10 @@ pub use error::RelayError;
 pub use history::{
     count_history, read_fold_events, read_history, FoldEvent, HistoryEvent, HistoryFilter,
     WireEnvelope, WirePayload,
+};
+pub use kafka_client::{
+    check_client_config, client_config, is_secret, parse_property_file, parse_property_list,
+    KafkaConfigError, KafkaProperties, KafkaSecurity,
 };
 pub use leader::RELAY_LOCK_KEY;
 pub use metrics::{RelayMetrics, RelayMetricsSnapshot};

@@ -9,12 +9,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 use ticketing_eventstore::trace_context;
 use tracing::Span;
 
 use crate::encode::OutgoingMessage;
-use crate::{RelayConfig, RelayError};
+use crate::{client_config, RelayConfig, RelayError};
 
 /// Sends batches and waits for every acknowledgement.
 pub struct Publisher {
@@ -161,25 +160,25 @@ fn publish_span(message: &OutgoingMessage) -> Span {
 }
 
 fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // A batch is enqueued at once, so it fills requests without
-        // lingering; a millisecond still groups a trickle of single events
-        // without adding to their latency.
-        .set("linger.ms", "1")
-        // Nagle's algorithm holds small produce requests back for the
-        // peer's delayed ACK (tens of ms on Linux), per batch.
-        .set("socket.nagle.disable", "true")
-        .set("compression.codec", "lz4")
-        .set(
-            "message.timeout.ms",
-            config.message_timeout.as_millis().to_string(),
-        )
-        .set("client.id", "ticketing-relay")
-        .create()
-        .map_err(RelayError::Client)
+    client_config(&config.brokers, &config.kafka_properties, |c| {
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            // A batch is enqueued at once, so it fills requests without
+            // lingering; a millisecond still groups a trickle of single events
+            // without adding to their latency.
+            .set("linger.ms", "1")
+            // Nagle's algorithm holds small produce requests back for the
+            // peer's delayed ACK (tens of ms on Linux), per batch.
+            .set("socket.nagle.disable", "true")
+            .set("compression.codec", "lz4")
+            .set(
+                "message.timeout.ms",
+                config.message_timeout.as_millis().to_string(),
+            )
+            .set("client.id", "ticketing-relay");
+    })
+    .create()
+    .map_err(RelayError::Client)
 }
 
 /// Creates the topics the relay writes to, if missing, with the configured
@@ -187,10 +186,10 @@ fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
 /// upon: it would pick its own defaults.
 #[tracing::instrument(skip_all, fields(brokers = %config.brokers))]
 pub async fn provision_topics(config: &RelayConfig) -> Result<(), RelayError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .create()
-        .map_err(RelayError::Client)?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(&config.brokers, &config.kafka_properties, |_| {})
+            .create()
+            .map_err(RelayError::Client)?;
     let names = config.topics.all();
     let new_topics: Vec<NewTopic<'_>> = names
         .iter()

@@ -67,6 +67,7 @@ impl ProjectionArgs {
     pub(crate) fn config(&self, relay: &RelayConfig) -> ProjectionConfig {
         ProjectionConfig {
             brokers: relay.brokers.clone(),
+            kafka_properties: relay.kafka_properties.clone(),
             topics: relay.topics.clone(),
             group_id: self.projection_group_id.clone(),
             partitions: relay.partitions,
@@ -132,6 +133,7 @@ pub(crate) struct Arg {
 
 impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
+        self.relay.check_kafka()?;
         let pool = self.database.connect(false).await?;
         let shutdown = CancellationToken::new();
         let SpawnedProjector {

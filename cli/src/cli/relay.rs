@@ -1,10 +1,14 @@
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ticketing_relay::{topics, Relay, RelayConfig, RelayMetrics, Topics};
+use ticketing_relay::{
+    check_client_config, parse_property_file, parse_property_list, topics, KafkaProperties,
+    KafkaSecurity, Relay, RelayConfig, RelayMetrics, Topics,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +25,9 @@ pub(crate) struct RelayArgs {
     /// Kafka bootstrap servers, comma-separated `host:port`.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
+
+    #[command(flatten)]
+    kafka_security: KafkaSecurityArgs,
 
     /// Topic of ticket events.
     #[arg(long, env = "TICKETS_TOPIC", default_value = topics::TICKETS)]
@@ -67,6 +74,7 @@ impl RelayArgs {
     pub(crate) fn config(&self) -> RelayConfig {
         RelayConfig {
             brokers: self.kafka_brokers.clone(),
+            kafka_properties: self.kafka_security.properties(),
             topics: Topics {
                 tickets: self.tickets_topic.clone(),
                 orders: self.orders_topic.clone(),
@@ -80,6 +88,113 @@ impl RelayArgs {
             leader_timeout: Duration::from_secs(self.relay_leader_timeout_secs),
             ..RelayConfig::default()
         }
+    }
+}
+
+/// How every Kafka client (producer, consumer, admin) authenticates and
+/// encrypts, and any other librdkafka property. Read once here, carried in
+/// `RelayConfig::kafka_properties`, applied by `ticketing_relay::client_config`.
+#[derive(Args)]
+pub(crate) struct KafkaSecurityArgs {
+    /// librdkafka `security.protocol`.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    kafka_security_protocol: Option<String>,
+
+    /// SASL mechanism, with `sasl_plaintext` or `sasl_ssl`.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    kafka_sasl_mechanism: Option<String>,
+
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    kafka_sasl_username: Option<String>,
+
+    /// SASL password; give it by the environment (never shown).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    kafka_sasl_password: Option<String>,
+
+    /// PEM file of the CA the brokers' certificates are checked against;
+    /// `probe` searches the system's usual CA paths.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    kafka_ssl_ca_location: Option<PathBuf>,
+
+    /// Client certificate (PEM), for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    kafka_ssl_certificate_location: Option<PathBuf>,
+
+    /// Client private key (PEM), for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    kafka_ssl_key_location: Option<PathBuf>,
+
+    /// File of librdkafka properties, one `key=value` a line, `#` comments;
+    /// applied after the settings above.
+    #[arg(long, env = "KAFKA_PROPERTIES_FILE", value_parser = read_property_file)]
+    kafka_properties_file: Option<PropertyList>,
+
+    /// librdkafka properties, `key=value,key=value`; applied last, so they
+    /// override anything (e.g. `client.rack=eu-1a,debug=broker`).
+    #[arg(long, env = "KAFKA_PROPERTIES", hide_env_values = true, value_parser = read_property_list)]
+    kafka_properties: Option<PropertyList>,
+}
+
+/// Parsed `key=value` pairs. Its Debug output hides secret values.
+#[derive(Clone)]
+pub(crate) struct PropertyList(KafkaProperties);
+
+impl std::fmt::Debug for PropertyList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn read_property_list(text: &str) -> Result<PropertyList, String> {
+    parse_property_list(text)
+        .map(|p| PropertyList(p.into_iter().collect()))
+        .map_err(|e| e.to_string())
+}
+
+fn read_property_file(path: &str) -> Result<PropertyList, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    parse_property_file(&text)
+        .map(|p| PropertyList(p.into_iter().collect()))
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Shown as the properties they become, secret values hidden.
+impl std::fmt::Debug for KafkaSecurityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.properties().fmt(f)
+    }
+}
+
+impl KafkaSecurityArgs {
+    /// Security settings first, then the file, then the list.
+    fn properties(&self) -> KafkaProperties {
+        let mut properties = KafkaProperties::from_security(&KafkaSecurity {
+            protocol: self.kafka_security_protocol.clone(),
+            sasl_mechanism: self.kafka_sasl_mechanism.clone(),
+            sasl_username: self.kafka_sasl_username.clone(),
+            sasl_password: self.kafka_sasl_password.clone(),
+            ssl_ca_location: self.kafka_ssl_ca_location.clone(),
+            ssl_certificate_location: self.kafka_ssl_certificate_location.clone(),
+            ssl_key_location: self.kafka_ssl_key_location.clone(),
+        });
+        for list in [&self.kafka_properties_file, &self.kafka_properties]
+            .into_iter()
+            .flatten()
+        {
+            properties.extend(list.0.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+        }
+        properties
+    }
+}
+
+impl RelayArgs {
+    /// Fails, naming the property, if librdkafka rejects the Kafka
+    /// settings; every role checks this before starting its clients.
+    pub(crate) fn check_kafka(&self) -> anyhow::Result<()> {
+        let config = self.config();
+        check_client_config(&config.brokers, &config.kafka_properties)
+            .context("Invalid Kafka client settings")
     }
 }
 
@@ -102,6 +217,7 @@ pub(crate) struct Arg {
 
 impl Arg {
     pub(crate) async fn main(self) -> anyhow::Result<()> {
+        self.relay.check_kafka()?;
         let pool = self.database.connect(false).await?;
         let shutdown = CancellationToken::new();
         // A standby relay is ready too: it takes over when the leader dies.

@@ -207,6 +207,7 @@ impl Arg {
         arg: &RepublishArg,
         stop: &CancellationToken,
     ) -> anyhow::Result<bool> {
+        self.relay.check_kafka()?;
         let relay = self.relay.config();
         let filter = match (&arg.aggregate, arg.from_position) {
             (Some(aggregate), _) => {
@@ -282,6 +283,7 @@ impl Arg {
     }
 
     async fn dlq(&self, command: &DlqCommand, stop: &CancellationToken) -> anyhow::Result<bool> {
+        self.relay.check_kafka()?;
         let relay = self.relay.config();
         let arg = match command {
             DlqCommand::List(arg) | DlqCommand::Redrive(arg) => arg,
@@ -296,7 +298,12 @@ impl Arg {
                 .collect(),
         };
         for topic in topics {
-            let queue = DeadLetterQueue::new(&relay.brokers, &topic, &arg.group_id);
+            let queue = DeadLetterQueue::new(
+                &relay.brokers,
+                &relay.kafka_properties,
+                &topic,
+                &arg.group_id,
+            );
             let letters = match queue.list().await {
                 // A DLQ topic is created when a projector starts: none yet
                 // means nothing was parked there. A named one must exist.

@@ -10,6 +10,9 @@ use anyhow::Context;
 /// Memory storage: a killed broker comes back empty, topics included.
 pub(crate) struct OwnedBroker {
     port: u16,
+    /// The port clients are told to connect to: the broker's own, or a
+    /// proxy's in front of it (a TLS terminator).
+    advertised_port: u16,
     child: Option<Child>,
 }
 
@@ -23,7 +26,22 @@ fn tansu() -> PathBuf {
 impl OwnedBroker {
     pub(crate) fn start() -> anyhow::Result<OwnedBroker> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut broker = OwnedBroker { port, child: None };
+        Self::start_advertising(port, port)
+    }
+
+    /// A broker listening on `port` that tells clients to reach it on
+    /// `advertised_port` of 127.0.0.1 (e.g. a TLS terminator's).
+    // Used by projections/tests/tls.rs, which includes this file.
+    #[allow(dead_code)]
+    pub(crate) fn start_advertising(
+        port: u16,
+        advertised_port: u16,
+    ) -> anyhow::Result<OwnedBroker> {
+        let mut broker = OwnedBroker {
+            port,
+            advertised_port,
+            child: None,
+        };
         broker.launch()?;
         Ok(broker)
     }
@@ -34,9 +52,10 @@ impl OwnedBroker {
 
     fn launch(&mut self) -> anyhow::Result<()> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let child = Command::new(tansu())
             .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

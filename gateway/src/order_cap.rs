@@ -1,6 +1,7 @@
 //! A cap on the live orders of one user, so that one account cannot hold
-//! every ticket of an on-sale again and again. A placement first takes a
-//! slot; the slots of a user are counted under a per-user advisory lock
+//! every ticket of an on-sale again and again. A placement that won its
+//! ticket takes a slot (or gives the ticket back); the slots of a user are
+//! counted under a per-user advisory lock
 //! (exact across gateways), less the orders the read model already shows
 //! ended. An order not yet projected counts as live: the cap errs on the
 //! strict side for the milliseconds the projection takes.

@@ -51,33 +51,30 @@ pub(crate) async fn create(
     let order_id = order_id.to_string();
     let metadata = context.metadata(&user.id);
     let expires_at = Utc::now() + state.settings.order_expiration;
-    order_cap::take_slot(
+
+    let reserve = TicketCommand::Reserve {
+        order_id: order_id.clone(),
+        expires_at,
+    };
+    let reserved = state
+        .commands
+        .tickets
+        .execute(&ticket_id, reserve, &metadata)
+        .await?;
+    // The slot is taken once the ticket is won: buyers racing for one
+    // ticket lose on the reservation, not on slots held by their attempts.
+    if let Err(refused) = order_cap::take_slot(
         &state.pool,
         state.settings.max_live_orders,
         &user.id,
         &order_id,
         expires_at,
     )
-    .await?;
-
-    let reserve = TicketCommand::Reserve {
-        order_id: order_id.clone(),
-        expires_at,
-    };
-    let reserved = match state
-        .commands
-        .tickets
-        .execute(&ticket_id, reserve, &metadata)
-        .await
+    .await
     {
-        Ok(reserved) => reserved,
-        // A ticket that may be reserved keeps the slot until its deadline.
-        Err(unknown @ CommandError::Unknown { .. }) => return Err(unknown.into()),
-        Err(refused) => {
-            order_cap::give_back(&state.pool, &user.id, &order_id).await;
-            return Err(refused.into());
-        }
-    };
+        release(&state, &ticket_id, &order_id, &metadata).await;
+        return Err(refused);
+    }
     let ticket = reserved.aggregate;
     let place = OrderCommand::Place {
         user_id: user.id.clone(),

@@ -193,10 +193,18 @@ async fn concurrent_placements_cannot_pass_the_live_order_cap() {
         }
     }
     assert_eq!(placed, 3);
-    let reserved: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TicketReserved'")
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE event_type = 'TicketReserved') \
+              - count(*) FILTER (WHERE event_type = 'TicketReleased') FROM events",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(held, 3, "a refused placement gives its ticket back");
+    let orders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrderPlaced'")
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    assert_eq!(reserved, 3, "a refused placement reserves nothing");
+    assert_eq!(orders, 3);
 }

@@ -84,6 +84,8 @@ impl System {
             .env("AUTH_ADDRESS_PER_MINUTE", "0")
             .env("AUTH_EMAIL_PER_MINUTE", "0")
             .env("PASSWORD_HASH_QUEUE", "100000")
+            // The list-orders fixture gives one user thousands of orders.
+            .env("MAX_LIVE_ORDERS_PER_USER", "1000000")
             .env(
                 "RUST_LOG",
                 std::env::var("LOAD_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),

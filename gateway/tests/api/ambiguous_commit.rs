@@ -25,8 +25,9 @@ async fn an_order_whose_commit_reply_is_lost_keeps_its_ticket() {
     let ticket = app.create_ticket(&seller, "concert", json!(10)).await;
     let ticket_id = ticket["id"].as_str().unwrap();
 
-    // The reservation commits as usual; the order's COMMIT reply is lost.
-    proxy.lose_commit_reply(1);
+    // The reservation and the order slot commit as usual; the order's
+    // COMMIT reply is lost.
+    proxy.lose_commit_reply(2);
     let response = app.order(&buyer, ticket_id).await;
 
     assert_eq!(proxy.lost_replies(), 1, "the fault was not injected");

@@ -4,6 +4,8 @@ mod cli;
 mod shutdown;
 mod telemetry;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
 /// Many threads allocate and free small buffers per request and per event;
@@ -14,8 +16,11 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = cli::Cli::parse();
-    let _telemetry = telemetry::init(&cli.log_format, cli.service_name())?;
-    cli.run().await
+    let telemetry = telemetry::init(&cli.log_format, cli.service_name())?;
+    let outcome = cli.run().await;
+    // Spans are flushed before every exit, whatever the outcome.
+    drop(telemetry);
+    outcome
 }

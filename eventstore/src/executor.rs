@@ -2,7 +2,6 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
-use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -11,6 +10,7 @@ use ticketing_aggregates::upcasting::upcasters_for;
 
 use crate::group_commit::{self, Committer, EventRows, GroupCommit, Refused, WritersGone};
 use crate::outcome::{self, Resolved};
+use crate::retry::Backoff;
 use crate::CommandMetadata;
 
 /// Rows written in the same transaction as a command's events, so that they
@@ -422,9 +422,8 @@ fn record_conflict(aggregate_type: &'static str, retried: bool) {
 /// A short random pause, so writers that collided do not collide again in
 /// lockstep.
 async fn backoff(attempt: u32) {
-    let ceiling_micros = 500 * u64::from(attempt.min(10));
-    let pause = rand::thread_rng().gen_range(0..=ceiling_micros);
-    tokio::time::sleep(Duration::from_micros(pause)).await;
+    const CONFLICT: Backoff = Backoff::new(Duration::from_micros(500), Duration::from_millis(5));
+    tokio::time::sleep(CONFLICT.delay(attempt)).await;
 }
 
 fn store_error<A: Aggregate>(

@@ -13,6 +13,7 @@ mod executor;
 mod group_commit;
 mod metadata;
 mod outcome;
+pub mod retry;
 mod scratch;
 pub mod trace_context;
 

@@ -1,6 +1,10 @@
 use std::time::Duration;
 
+use ticketing_eventstore::retry::Backoff;
 use ticketing_relay::{KafkaProperties, Topics};
+
+use crate::reconcile::follow::FollowConfig;
+use crate::reconcile::sweep::SweepConfig;
 
 pub use ticketing_schemas::topics::DLQ_SUFFIX;
 
@@ -43,6 +47,11 @@ pub struct ProjectionConfig {
     /// Lag (messages, on the worst partition) above which the worker
     /// reports not ready.
     pub ready_max_lag: i64,
+    /// How the worker follows the event store behind the relay, to notice
+    /// and heal what the topics lost.
+    pub follow: FollowConfig,
+    /// The anti-entropy sweep comparing the views with the store.
+    pub sweep: SweepConfig,
 }
 
 impl Default for ProjectionConfig {
@@ -63,6 +72,8 @@ impl Default for ProjectionConfig {
             max_retries: 5,
             retry_base: Duration::from_millis(50),
             ready_max_lag: 1000,
+            follow: FollowConfig::default(),
+            sweep: SweepConfig::default(),
         }
     }
 }
@@ -73,9 +84,9 @@ impl ProjectionConfig {
         ticketing_schemas::topics::dead_letter_topic(topic)
     }
 
-    /// Delay before retry number `attempt` (1-based) of a failed apply.
+    /// Delay before retry number `attempt` (1-based) of a failed apply:
+    /// `retry_base` doubling, at most a minute, jittered.
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        self.retry_base
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        Backoff::new(self.retry_base, Duration::from_secs(60)).delay(attempt.saturating_sub(1))
     }
 }

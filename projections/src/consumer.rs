@@ -76,7 +76,18 @@ impl ConsumerContext for ProjectionContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Ok(()) => {
+                for element in offsets.elements() {
+                    if let rdkafka::Offset::Offset(offset) = element.offset() {
+                        self.metrics.record_confirmed_commit(
+                            element.topic(),
+                            element.partition(),
+                            offset,
+                        );
+                    }
+                }
+            }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             // Not fatal: the next commit covers these offsets, and a
             // re-delivery is a duplicate the views ignore.
             Err(error) => tracing::warn!(

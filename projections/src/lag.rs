@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,7 @@ pub(crate) fn spawn_monitor(
     consumer: Arc<ProjectionConsumer>,
     metrics: Arc<ProjectionMetrics>,
     interval: Duration,
+    lost: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -36,8 +38,10 @@ pub(crate) fn spawn_monitor(
             let metrics = Arc::clone(&metrics);
             // The client call blocks on a broker round trip.
             let refreshed = tokio::task::spawn_blocking(move || refresh(&consumer, &metrics)).await;
-            if let Err(error) = refreshed {
-                tracing::warn!(%error, "lag refresh task failed");
+            match refreshed {
+                Ok(true) => lost.notify_one(),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "lag refresh task failed"),
             }
         }
     })
@@ -46,7 +50,13 @@ pub(crate) fn spawn_monitor(
 /// The position's floor is the group's committed offset (what a restarted
 /// worker resumes from), or the earliest offset if it has none: never the
 /// high watermark, so a backlog is reported as soon as it is known.
-fn refresh(consumer: &ProjectionConsumer, metrics: &ProjectionMetrics) {
+///
+/// A log that now ends before an offset this worker committed was lost
+/// (a topic recreated, a broker that kept it only in memory restarted):
+/// reported, and `true` returned so the read side checks itself against
+/// the event store at once.
+fn refresh(consumer: &ProjectionConsumer, metrics: &ProjectionMetrics) -> bool {
+    let mut lost = false;
     let committed = match consumer.committed(QUERY_TIMEOUT) {
         Ok(committed) => committed,
         Err(error) => {
@@ -64,6 +74,22 @@ fn refresh(consumer: &ProjectionConsumer, metrics: &ProjectionMetrics) {
                 });
         match consumer.fetch_watermarks(&topic, partition, QUERY_TIMEOUT) {
             Ok((low, high)) => {
+                if let Some(confirmed) = metrics.below_committed(&topic, partition, high) {
+                    tracing::error!(
+                        topic,
+                        partition,
+                        high_watermark = high,
+                        committed = confirmed,
+                        "the partition's log ends before an offset this worker committed: \
+                         the broker lost data; checking the read side against the event store"
+                    );
+                    metrics.record_transport_loss(&topic, "watermark_below_committed");
+                    metrics.reset_partition(&topic, partition, low.max(0));
+                    lost = true;
+                    // A committed offset past the log's end is void too.
+                    metrics.observe_partition((topic, partition), high, low);
+                    continue;
+                }
                 metrics.observe_partition((topic, partition), high, committed.unwrap_or(low));
             }
             Err(error) => {
@@ -71,4 +97,5 @@ fn refresh(consumer: &ProjectionConsumer, metrics: &ProjectionMetrics) {
             }
         }
     }
+    lost
 }

@@ -31,6 +31,14 @@
 //! ([`ticketing_relay::load_envelopes`]), and applied first. A gap is never
 //! skipped: if the store lacks them too, the message fails like a poison one.
 //!
+//! # When the broker loses data
+//!
+//! The event store, not the topics, is the truth: each worker also follows
+//! the store behind the relay and sweeps the views against it
+//! ([`reconcile`]), healing from the store what the topics lost; losses
+//! seen on the topics themselves (offsets going backwards, a log ending
+//! before what was projected) are reported and trigger that check at once.
+//!
 //! # Poison messages
 //!
 //! A message that cannot be decoded is parked on `<topic>.dlq` at once;
@@ -57,6 +65,7 @@ mod error;
 mod lag;
 mod metrics;
 pub mod rebuild;
+pub mod reconcile;
 pub mod redrive;
 mod rows;
 mod step;

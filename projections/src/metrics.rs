@@ -12,13 +12,31 @@
 //!   timestamp) to the read model's commit;
 //! - `consumer_lag_messages{topic,partition}`: messages not yet projected;
 //! - `events_healed_total{topic}`: events read from the store to fill gaps.
+//! - `transport_loss_detected_total{topic,reason}`: the topics lost data
+//!   (`offset_reset`: a partition delivered an offset below one the broker
+//!   had confirmed committing; `watermark_below_committed`: its log now
+//!   ends before such an offset);
+//! - `read_side_divergences_total{view,source,kind}`: view rows found to
+//!   differ from the event store, by the follower (`follow`, kind
+//!   `behind`, view `any`) or the anti-entropy sweep (`sweep`, kinds `missing`,
+//!   `behind`, `ahead`, `orphan`);
+//! - `read_side_healed_events_total`: events applied from the store by the
+//!   follower (the read side's own check, not gap healing);
+//! - `read_side_checked_events_total`: events the follower compared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::decode::AggregateKind;
+use crate::reconcile::follow::FollowReport;
+use crate::reconcile::sweep::{Difference, DifferenceKind};
+
+/// Why the topics are known to have lost data.
+pub(crate) const LOSS_REASONS: [&str; 2] = ["offset_reset", "watermark_below_committed"];
 
 /// Shared by the worker (writer), its consumer's callbacks, and readers.
 #[derive(Debug)]
@@ -29,6 +47,13 @@ pub struct ProjectionMetrics {
     healed_events: AtomicU64,
     dead_lettered: AtomicU64,
     retries: AtomicU64,
+    transport_losses: AtomicU64,
+    store_divergences: AtomicU64,
+    store_healed_events: AtomicU64,
+    /// The highest offset per partition the broker confirmed committing for
+    /// this worker, kept across rebalances: a partition's log never
+    /// legitimately restarts below it.
+    confirmed: Mutex<HashMap<(String, i32), i64>>,
     joined: AtomicBool,
     /// Receive to database commit, per event, in microseconds.
     processing_micros: Mutex<Histogram<u64>>,
@@ -70,6 +95,13 @@ pub struct ProjectionMetricsSnapshot {
     pub dead_lettered: u64,
     /// Retries of failed applies (transient or not).
     pub retries: u64,
+    /// Losses of transport data noticed on the topics.
+    pub transport_losses: u64,
+    /// View rows found behind or different from the event store by the
+    /// follower or the sweep.
+    pub store_divergences: u64,
+    /// Events applied from the event store by the follower and the sweep.
+    pub store_healed_events: u64,
     /// Whether the consumer has joined its group (had an assignment).
     pub joined: bool,
     pub processing_samples: u64,
@@ -89,6 +121,10 @@ impl Default for ProjectionMetrics {
             healed_events: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            transport_losses: AtomicU64::new(0),
+            store_divergences: AtomicU64::new(0),
+            store_healed_events: AtomicU64::new(0),
+            confirmed: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
             // Bounded (1 µs to 10 min) rather than auto-resizing: a
             // saturating record clamps instead of growing the histogram.
@@ -113,6 +149,9 @@ impl ProjectionMetrics {
             healed_events: self.healed_events.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            transport_losses: self.transport_losses.load(Ordering::Relaxed),
+            store_divergences: self.store_divergences.load(Ordering::Relaxed),
+            store_healed_events: self.store_healed_events.load(Ordering::Relaxed),
             joined: self.joined.load(Ordering::Relaxed),
             processing_samples: histogram.len(),
             processing_p50: micros(0.5),
@@ -137,6 +176,88 @@ impl ProjectionMetrics {
             }
             metrics::counter!("dlq_messages_total", "topic" => topic.to_owned()).increment(0);
             metrics::counter!("events_healed_total", "topic" => topic.to_owned()).increment(0);
+            for reason in LOSS_REASONS {
+                metrics::counter!("transport_loss_detected_total", "topic" => topic.to_owned(), "reason" => reason)
+                    .increment(0);
+            }
+        }
+        metrics::counter!("read_side_divergences_total", "view" => "any", "source" => "follow", "kind" => "behind")
+            .increment(0);
+        for kind in AggregateKind::ALL {
+            for difference in DifferenceKind::ALL {
+                metrics::counter!("read_side_divergences_total", "view" => kind.view(), "source" => "sweep", "kind" => difference.label())
+                    .increment(0);
+            }
+        }
+        metrics::counter!("read_side_healed_events_total").increment(0);
+        metrics::counter!("read_side_checked_events_total").increment(0);
+    }
+
+    /// The topics lost data (`reason`, one of [`LOSS_REASONS`]).
+    pub(crate) fn record_transport_loss(&self, topic: &str, reason: &'static str) {
+        let _ = self.transport_losses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("transport_loss_detected_total", "topic" => topic.to_owned(), "reason" => reason)
+            .increment(1);
+    }
+
+    /// A step of the follower.
+    pub(crate) fn record_followed(&self, report: &FollowReport) {
+        metrics::counter!("read_side_checked_events_total").increment(report.checked);
+        if report.behind > 0 {
+            let _ = self
+                .store_divergences
+                .fetch_add(report.behind, Ordering::Relaxed);
+            // Which views is in the log line; the alert needs the count.
+            metrics::counter!("read_side_divergences_total", "view" => "any", "source" => "follow", "kind" => "behind")
+                .increment(report.behind);
+        }
+        if report.healed > 0 {
+            let _ = self
+                .store_healed_events
+                .fetch_add(report.healed, Ordering::Relaxed);
+            metrics::counter!("read_side_healed_events_total").increment(report.healed);
+        }
+    }
+
+    /// A range of the anti-entropy sweep and what differed there.
+    pub(crate) fn record_swept(&self, kind: AggregateKind, differences: &[Difference]) {
+        for difference in differences {
+            let _ = self.store_divergences.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("read_side_divergences_total", "view" => kind.view(), "source" => "sweep", "kind" => difference.kind.label())
+                .increment(1);
+        }
+    }
+
+    /// The broker confirmed committing `next_offset` for the partition.
+    pub(crate) fn record_confirmed_commit(&self, topic: &str, partition: i32, next_offset: i64) {
+        let mut confirmed = lock(&self.confirmed);
+        let entry = confirmed.entry((topic.to_owned(), partition)).or_default();
+        *entry = (*entry).max(next_offset);
+    }
+
+    /// If the partition now holds (or starts at) `offset`, below what the
+    /// broker confirmed this worker had committed, its log was lost and
+    /// started again: the offset confirmed, forgotten from now on (the new
+    /// log is the reference).
+    pub(crate) fn below_committed(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let mut confirmed = lock(&self.confirmed);
+        let entry = confirmed.get_mut(&(topic.to_owned(), partition))?;
+        if offset >= *entry {
+            return None;
+        }
+        Some(std::mem::replace(entry, offset))
+    }
+
+    /// What was known of a partition is void (its log was lost): it
+    /// restarts at `position`, and its lag is unknown until measured again.
+    pub(crate) fn reset_partition(&self, topic: &str, partition: i32, position: i64) {
+        let mut partitions = lock(&self.partitions);
+        if let Some(entry) = partitions.get_mut(&(topic.to_owned(), partition)) {
+            *entry = PartitionLag {
+                high_watermark: position,
+                position,
+                measured: false,
+            };
         }
     }
 

@@ -11,11 +11,14 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
+use ticketing_eventstore::retry::Backoff;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{self, ProjectionConsumer};
 use crate::dead_letter::{self, error_chain, DeadLetters};
 use crate::lag;
+use crate::reconcile::{follow, sweep};
 use crate::step::{Incoming, ProjectOutcome};
 use crate::{ProjectionConfig, ProjectionError, ProjectionMetrics};
 
@@ -91,10 +94,26 @@ impl Projector {
             .subscribe(&self.config.topics.all())
             .map_err(ProjectionError::Subscribe)?;
         let stop_monitor = shutdown.child_token();
+        // Wakes the follower when the transport is seen losing data.
+        let lost = Arc::new(Notify::new());
         let monitor = lag::spawn_monitor(
             Arc::clone(&consumer),
             self.metrics(),
             self.config.statistics_interval,
+            Arc::clone(&lost),
+            stop_monitor.clone(),
+        );
+        let follower = follow::spawn(
+            self.pool.clone(),
+            self.config.follow.clone(),
+            self.metrics(),
+            Arc::clone(&lost),
+            stop_monitor.clone(),
+        );
+        let sweeper = sweep::spawn(
+            self.pool.clone(),
+            self.config.sweep.clone(),
+            self.metrics(),
             stop_monitor.clone(),
         );
         tracing::info!(group = %self.config.group_id, "projection worker consuming");
@@ -104,6 +123,9 @@ impl Projector {
                 () = shutdown.cancelled() => break,
                 batch = next_batch(&consumer, self.config.max_batch) => batch,
             };
+            if went_backwards(&self.metrics, &batch) {
+                lost.notify_one();
+            }
             for ((topic, partition), next) in next_offsets(&batch) {
                 self.metrics.record_fetched(topic, partition, next);
             }
@@ -114,6 +136,10 @@ impl Projector {
         }
         stop_monitor.cancel();
         let _ = monitor.await;
+        let _ = follower.await;
+        if let Some(sweeper) = sweeper {
+            let _ = sweeper.await;
+        }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => tracing::warn!(error.message = %error, "final offset commit failed"),
@@ -189,6 +215,33 @@ impl Projector {
     }
 }
 
+/// Notices a partition that delivered an offset below one the broker had
+/// confirmed committing for this worker: its log was lost and started again
+/// (the consumer's position fell off its end and was reset). Rebalances do
+/// not cause this: a partition resumes at its committed offset. Reported,
+/// and `true`, so the read side checks itself against the event store.
+fn went_backwards(metrics: &ProjectionMetrics, batch: &[Incoming]) -> bool {
+    let mut lost = false;
+    for incoming in batch {
+        let message = &incoming.message;
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        if let Some(committed) = metrics.below_committed(topic, partition, offset) {
+            tracing::error!(
+                topic,
+                partition,
+                offset,
+                committed,
+                "a partition delivered an offset below one this worker committed: the broker \
+                 lost its log; checking the read side against the event store"
+            );
+            metrics.record_transport_loss(topic, "offset_reset");
+            metrics.reset_partition(topic, partition, offset);
+            lost = true;
+        }
+    }
+    lost
+}
+
 /// The next message, and whatever else is already fetched, up to `max`:
 /// batching never waits.
 async fn next_batch(consumer: &ProjectionConsumer, max: usize) -> Vec<Incoming> {
@@ -230,9 +283,10 @@ fn next_offsets(batch: &[Incoming]) -> HashMap<(&str, i32), i64> {
     next
 }
 
-/// 50 ms doubling up to 5 s.
+/// 50 ms doubling up to 5 s, jittered.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64 << attempt.min(7)).min(Duration::from_secs(5))
+    const OUTAGE: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    OUTAGE.delay(attempt)
 }
 
 impl std::fmt::Debug for Projector {

@@ -7,21 +7,17 @@
 //! Needs `stunnel4` and `openssl` (`deploy/local/stunnel.sh ensure`, run by
 //! `make test`) and the Tansu binary (`make stack`; `TANSU_BIN` overrides).
 
-#[allow(dead_code)] // the outage helpers are for the relay's scenarios
-#[path = "../../relay/tests/scenarios/common/broker.rs"]
-mod broker;
-
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use broker::OwnedBroker;
 use ticketing_aggregates::{Money, Ticket, TicketCommand, Title};
 use ticketing_eventstore::{CommandExecutor, CommandMetadata, ScratchDatabase};
 use ticketing_projections::{ProjectionConfig, Projector};
 use ticketing_relay::{provision_topics, KafkaProperties, Relay, RelayConfig, Topics};
+use ticketing_testkit::OwnedBroker;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -79,7 +79,7 @@ pub use kafka_client::{
 };
 pub use leader::RELAY_LOCK_KEY;
 pub use metrics::{RelayMetrics, RelayMetricsSnapshot};
-pub use outbox::{Cursor, CURSOR_NAME, NOTIFY_CHANNEL};
+pub use outbox::{published_cursor, Cursor, CURSOR_NAME, NOTIFY_CHANNEL};
 pub use publisher::{provision_topics, Publisher};
 pub use replay::load_envelopes;
 pub use republish::{topic_version, RepublishOutcome, RepublishPlan, RepublishStart, Republisher};

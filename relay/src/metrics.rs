@@ -108,6 +108,7 @@ impl RelayMetrics {
     pub(crate) fn register(&self, topics: &[&str]) {
         for &topic in topics {
             metrics::counter!("events_published_total", "topic" => topic.to_owned()).increment(0);
+            metrics::counter!("relay_topic_resets_total", "topic" => topic.to_owned()).increment(0);
         }
         for reason in ["delivery", "blocked"] {
             metrics::counter!("relay_failed_batches_total", "reason" => reason).increment(0);
@@ -142,6 +143,12 @@ impl RelayMetrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The broker acknowledged an offset of `topic` below one it acknowledged
+/// before: it lost the topic (see `Publisher`).
+pub(crate) fn record_topic_reset(topic: &str) {
+    metrics::counter!("relay_topic_resets_total", "topic" => topic.to_owned()).increment(1);
 }
 
 #[cfg(test)]

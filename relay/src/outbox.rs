@@ -50,20 +50,27 @@ impl StoredEvent {
 /// any 64-bit transaction id PostgreSQL will hand out.
 #[tracing::instrument(level = "debug", skip(conn))]
 pub(crate) async fn load_cursor(conn: &mut PgConnection, name: &str) -> sqlx::Result<Cursor> {
+    Ok(find_cursor(conn, name).await?.unwrap_or_default())
+}
+
+/// How far the relay has published (every event up to it was acknowledged
+/// by the broker); `None` if it never published. For readers that follow
+/// the relay, such as the read side checking itself against the store.
+pub async fn published_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cursor>> {
+    find_cursor(conn, CURSOR_NAME).await
+}
+
+async fn find_cursor(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Cursor>> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM relay_cursor WHERE name = $1",
     )
     .bind(name)
     .fetch_optional(conn)
     .await?;
-    Ok(
-        row.map_or_else(Cursor::default, |(transaction_id, global_position)| {
-            Cursor {
-                transaction_id,
-                global_position,
-            }
-        }),
-    )
+    Ok(row.map(|(transaction_id, global_position)| Cursor {
+        transaction_id,
+        global_position,
+    }))
 }
 
 #[tracing::instrument(level = "debug", skip(conn))]

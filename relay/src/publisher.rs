@@ -1,5 +1,7 @@
 //! The Kafka side: an idempotent producer and topic provisioning.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -19,6 +21,9 @@ use crate::{client_config, RelayConfig, RelayError};
 pub struct Publisher {
     producer: FutureProducer,
     config: RelayConfig,
+    /// The highest offset acknowledged per partition, to notice a topic
+    /// that the broker lost and started again from 0.
+    acknowledged: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl Publisher {
@@ -28,6 +33,7 @@ impl Publisher {
         Ok(Self {
             producer: producer(config)?,
             config: config.clone(),
+            acknowledged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -116,9 +122,13 @@ impl Publisher {
         }
         let mut first_error = None;
         let mut failed = 0;
-        for outcome in join_all(deliveries).await {
+        let mut acknowledged = Vec::with_capacity(messages.len());
+        for (outcome, message) in join_all(deliveries).await.into_iter().zip(messages) {
             let error = match outcome {
-                Ok(Ok(_)) => continue,
+                Ok(Ok(at)) => {
+                    acknowledged.push((message.topic.as_str(), (at.partition, at.offset)));
+                    continue;
+                }
                 Ok(Err((error, _))) => error,
                 Err(_cancelled) => KafkaError::Canceled,
             };
@@ -132,6 +142,7 @@ impl Publisher {
             }
         }
         drop(spans);
+        let _ = self.watch_offsets(&acknowledged);
         match first_error {
             None => Ok(()),
             Some(source) => Err(RelayError::Delivery {
@@ -140,6 +151,52 @@ impl Publisher {
                 source,
             }),
         }
+    }
+}
+
+impl Publisher {
+    /// Notices a partition whose acknowledged offsets went backwards: the
+    /// broker lost the topic (a restart without durable storage, a topic
+    /// deleted and recreated, an unclean leader election) and everything
+    /// published there before is gone.
+    ///
+    /// The relay does not republish on its own (see the guarantees in
+    /// `docs/architecture.md`): the read side heals from the event store,
+    /// which it follows behind the relay, and other consumers of the topics
+    /// are told, by this log line, the `relay_topic_resets_total` counter
+    /// and its alert, to reconcile (or an operator republishes with
+    /// `ticketing replay republish`). Republishing automatically would
+    /// flood every consumer with the whole history on each such event.
+    /// Returns how many partitions were seen reset.
+    fn watch_offsets(&self, acknowledged: &[(&str, (i32, i64))]) -> usize {
+        let mut resets = 0;
+        let mut highest = self
+            .acknowledged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for &(topic, (partition, offset)) in acknowledged {
+            let key = (topic.to_owned(), partition);
+            match highest.get_mut(&key) {
+                Some(seen) if offset < *seen => {
+                    tracing::error!(
+                        topic,
+                        partition,
+                        offset,
+                        previously_acknowledged = *seen,
+                        "the broker acknowledged an offset below one it acknowledged before: \
+                         the topic was lost and recreated; what was published there before is gone"
+                    );
+                    crate::metrics::record_topic_reset(topic);
+                    resets += 1;
+                    *seen = offset;
+                }
+                Some(seen) => *seen = offset.max(*seen),
+                None => {
+                    let _ = highest.insert(key, offset);
+                }
+            }
+        }
+        resets
     }
 }
 
@@ -229,5 +286,20 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("brokers", &self.config.brokers)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_offsets_going_backwards_are_a_reset_of_that_partition_only() {
+        let publisher = Publisher::new(&RelayConfig::default()).expect("a lazy producer");
+        assert_eq!(publisher.watch_offsets(&[("t", (0, 10)), ("t", (1, 5))]), 0);
+        assert_eq!(publisher.watch_offsets(&[("t", (0, 11)), ("t", (1, 6))]), 0);
+        // Partition 0 of `t` starts again from 0; partition 1 goes on.
+        assert_eq!(publisher.watch_offsets(&[("t", (0, 0)), ("t", (1, 7))]), 1);
+        assert_eq!(publisher.watch_offsets(&[("t", (0, 1)), ("u", (0, 0))]), 0);
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use sqlx::postgres::PgListener;
+use ticketing_eventstore::retry::Backoff;
 
 /// What the loop waits for before the next step.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +105,8 @@ async fn wait_for_events(listener: &mut PgListener, timeout: Duration) -> bool {
     }
 }
 
-/// 100 ms doubling up to 5 s.
+/// 100 ms doubling up to 5 s, jittered.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5))
+    const OUTAGE: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    OUTAGE.delay(attempt)
 }

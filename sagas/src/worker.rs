@@ -11,6 +11,7 @@ use std::time::Duration as StdDuration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use ticketing_eventstore::retry::Backoff;
 use ticketing_eventstore::{trace_context, CommandMetadata};
 use tracing::Instrument;
 
@@ -95,13 +96,22 @@ impl SagaWorker {
             metrics::counter!("saga_timers_fired_total", "kind" => kind).increment(0);
         }
         let mut last_gauge = tokio::time::Instant::now() - StdDuration::from_secs(60);
+        const OUTAGE: Backoff =
+            Backoff::new(StdDuration::from_millis(250), StdDuration::from_secs(10));
+        let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let pause = match self.try_execute_task().await {
-                Ok(ExecutionOutcome::Fired { .. }) => StdDuration::ZERO,
-                Ok(ExecutionOutcome::EmptyQueue) => self.config.poll_interval,
+                Ok(outcome) => {
+                    failures = 0;
+                    match outcome {
+                        ExecutionOutcome::Fired { .. } => StdDuration::ZERO,
+                        ExecutionOutcome::EmptyQueue => self.config.poll_interval,
+                    }
+                }
                 Err(error) => {
                     tracing::error!(error.cause_chain = ?error, error.message = %error, "saga round failed");
-                    StdDuration::from_secs(1)
+                    failures = failures.saturating_add(1);
+                    OUTAGE.delay(failures - 1)
                 }
             };
             if last_gauge.elapsed() >= StdDuration::from_secs(5) {

@@ -1,4 +1,8 @@
-//! Fault-injection tools for tests against the real PostgreSQL.
+//! Fault-injection tools for tests against the real PostgreSQL and the
+//! real broker.
+//!
+//! [`OwnedBroker`] is a broker of the test's own, to kill or restart.
+//!
 //!
 //! [`PgProxy`] sits between an application's pool and the server and
 //! forwards bytes unchanged, reading the wire protocol only far enough
@@ -8,6 +12,8 @@
 //! Or it holds a `COMMIT` back until the test lets it go: a commit slower
 //! than any bound, with its transaction open on the server meanwhile.
 
+mod broker;
 mod proxy;
 
+pub use broker::OwnedBroker;
 pub use proxy::PgProxy;

@@ -11,6 +11,8 @@ mod saga;
 mod schemas;
 mod serve;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 use environment::AppEnv;
@@ -55,11 +57,18 @@ Exit codes:
   0  done (or stopped by SIGINT/SIGTERM after draining)
   1  failed: a setting refused, the database or broker unreachable at start-up,
      a probe that got no 2xx, a replay that could not finish
-  2  usage error: an unknown subcommand, option or value";
+  2  usage error: an unknown subcommand, option or value
+  3  replay verify found read-model rows that differ from the event store
+  130  replay interrupted by SIGINT/SIGTERM, its progress saved";
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process (the default for local runs).
+    /// Run the HTTP API, and beside it the roles SERVE_ROLES names (every
+    /// one by default, for local runs).
+    #[command(after_help = "Examples:
+  ticketing serve                                  the API and every worker (local runs)
+  SERVE_ROLES=gateway ticketing serve              the API alone; workers run as their own processes
+  PORT=8080 PAYMENT_PROVIDER=local ticketing serve")]
     Serve(Box<serve::Arg>),
     /// Bring the database schema up to date, then exit.
     Migrate(migrate::Arg),
@@ -72,7 +81,15 @@ enum Command {
     Saga(saga::Arg),
     /// Generate or check the committed JSON Schemas of every event.
     Schemas(schemas::Arg),
-    /// Rebuild read models, republish events, re-drive dead letters.
+    /// Rebuild or verify read models, republish events, re-drive dead
+    /// letters.
+    #[command(after_help = "Examples:
+  ticketing replay rebuild --view tickets         fold the tickets view again, swap it in
+  ticketing replay verify --repair                compare every view row with the store, heal differences
+  ticketing replay republish --from-position 1000 publish again from a position (same eventIds)
+  ticketing replay dlq list --json                the parked messages, for scripts
+
+Exit codes: 0 done, 1 failed, 2 usage, 3 verify found differences, 130 interrupted (progress saved)")]
     Replay(replay::Arg),
     /// Exit 0 if a URL answers 2xx (container health checks).
     Probe(probe::Arg),
@@ -96,20 +113,22 @@ impl Cli {
         }
     }
 
-    pub(crate) async fn run(self) -> anyhow::Result<()> {
-        match self.command {
+    /// Runs the subcommand; its exit code (see `--help`).
+    pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
+        let done = match self.command {
+            Command::Replay(arg) => return arg.main().await,
             Command::Serve(arg) => (*arg).main(self.app_env).await,
             Command::Migrate(arg) => arg.main().await,
             Command::Relay(arg) => arg.main().await,
             Command::Project(arg) => arg.main().await,
             Command::Saga(arg) => arg.main(self.app_env).await,
             Command::Schemas(arg) => arg.main().await,
-            Command::Replay(arg) => arg.main().await,
             Command::Probe(arg) => arg.main().await,
             Command::Completions(arg) => {
                 arg.main();
                 Ok(())
             }
-        }
+        };
+        done.map(|()| ExitCode::SUCCESS)
     }
 }

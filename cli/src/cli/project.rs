@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ticketing_projections::reconcile::follow::FollowConfig;
+use ticketing_projections::reconcile::sweep::SweepConfig;
 use ticketing_projections::{ProjectionConfig, ProjectionError, ProjectionMetrics, Projector};
 use ticketing_relay::RelayConfig;
 use tokio::task::JoinHandle;
@@ -61,6 +63,25 @@ pub(crate) struct ProjectionArgs {
     /// Lag (messages, worst partition) above which `/readyz` says not ready.
     #[arg(long, env = "PROJECTION_READY_MAX_LAG", default_value_t = 1_000)]
     projection_ready_max_lag: i64,
+
+    /// Milliseconds after the relay published an event by which the views
+    /// must have it; past it, a missing event is healed from the event
+    /// store (the broker lost it). Healing takes about this plus a second.
+    #[arg(long, env = "PROJECTION_FOLLOW_GRACE_MS", default_value_t = 5_000)]
+    projection_follow_grace_ms: u64,
+
+    /// Most events the read side compares with the event store per step.
+    #[arg(long, env = "PROJECTION_FOLLOW_BATCH", default_value_t = 5_000)]
+    projection_follow_batch: i64,
+
+    /// Milliseconds between two ranges of the anti-entropy sweep; 0 turns
+    /// it off.
+    #[arg(long, env = "PROJECTION_SWEEP_INTERVAL_MS", default_value_t = 2_000)]
+    projection_sweep_interval_ms: u64,
+
+    /// Aggregates compared per range of the anti-entropy sweep.
+    #[arg(long, env = "PROJECTION_SWEEP_BATCH", default_value_t = 1_000)]
+    projection_sweep_batch: i64,
 }
 
 impl ProjectionArgs {
@@ -79,6 +100,15 @@ impl ProjectionArgs {
             max_retries: self.projection_max_retries,
             retry_base: Duration::from_millis(self.projection_retry_base_ms),
             ready_max_lag: self.projection_ready_max_lag,
+            follow: FollowConfig {
+                grace: Duration::from_millis(self.projection_follow_grace_ms),
+                batch: self.projection_follow_batch.max(1),
+                ..FollowConfig::default()
+            },
+            sweep: SweepConfig {
+                interval: Duration::from_millis(self.projection_sweep_interval_ms),
+                batch: self.projection_sweep_batch.max(1),
+            },
             ..ProjectionConfig::default()
         }
     }

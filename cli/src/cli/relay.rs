@@ -19,9 +19,10 @@ use crate::shutdown::shutdown_signal;
 /// How long a stopping relay may take to finish the batch it is sending.
 pub(crate) const RELAY_GRACE: Duration = Duration::from_secs(10);
 
-/// The outbox relay's settings, shared by `relay` and `serve`.
+/// The Kafka cluster and the topics: every role that talks to Kafka
+/// (`relay`, `project`, `serve`, `replay`).
 #[derive(Debug, Args)]
-pub(crate) struct RelayArgs {
+pub(crate) struct KafkaArgs {
     /// Kafka bootstrap servers, comma-separated `host:port`.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
@@ -49,28 +50,14 @@ pub(crate) struct RelayArgs {
     #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
     kafka_replication_factor: i32,
 
-    /// Most events published in one batch.
-    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 2_000)]
-    relay_batch_size: u32,
-
-    /// Poll period in milliseconds when the relay is idle (it does not
-    /// wait while there is a backlog). Writers send no NOTIFY: that would
-    /// serialize their commits.
-    #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 10)]
-    relay_poll_interval_ms: u64,
-
     /// How long the producer retries a message before the batch is re-sent.
     #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 30_000)]
     kafka_message_timeout_ms: u64,
-
-    /// Seconds after which PostgreSQL drops the lock of a relay leader whose
-    /// host stopped answering (no FIN, no RST), so that a standby takes
-    /// over: TCP keepalives and a user timeout on the lock session.
-    #[arg(long, env = "RELAY_LEADER_TIMEOUT_SECS", default_value_t = 20)]
-    relay_leader_timeout_secs: u64,
 }
 
-impl RelayArgs {
+impl KafkaArgs {
+    /// The relay's settings for these brokers and topics, its own loop
+    /// settings at their defaults.
     pub(crate) fn config(&self) -> RelayConfig {
         RelayConfig {
             brokers: self.kafka_brokers.clone(),
@@ -82,11 +69,50 @@ impl RelayArgs {
             },
             partitions: self.kafka_topic_partitions,
             replication_factor: self.kafka_replication_factor,
+            message_timeout: Duration::from_millis(self.kafka_message_timeout_ms.max(1)),
+            ..RelayConfig::default()
+        }
+    }
+
+    /// Fails, naming the property, if librdkafka rejects the Kafka
+    /// settings; every role checks this before starting its clients.
+    pub(crate) fn check_kafka(&self) -> anyhow::Result<()> {
+        let config = self.config();
+        check_client_config(&config.brokers, &config.kafka_properties)
+            .context("Invalid Kafka client settings")
+    }
+}
+
+/// The outbox relay's settings, shared by `relay` and `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Most events published in one batch.
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 2_000)]
+    relay_batch_size: u32,
+
+    /// Poll period in milliseconds when the relay is idle (it does not
+    /// wait while there is a backlog). Writers send no NOTIFY: that would
+    /// serialize their commits.
+    #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 10)]
+    relay_poll_interval_ms: u64,
+
+    /// Seconds after which PostgreSQL drops the lock of a relay leader whose
+    /// host stopped answering (no FIN, no RST), so that a standby takes
+    /// over: TCP keepalives and a user timeout on the lock session.
+    #[arg(long, env = "RELAY_LEADER_TIMEOUT_SECS", default_value_t = 20)]
+    relay_leader_timeout_secs: u64,
+}
+
+impl RelayArgs {
+    pub(crate) fn config(&self) -> RelayConfig {
+        RelayConfig {
             batch_size: self.relay_batch_size.max(1),
             poll_interval: Duration::from_millis(self.relay_poll_interval_ms.max(1)),
-            message_timeout: Duration::from_millis(self.kafka_message_timeout_ms.max(1)),
             leader_timeout: Duration::from_secs(self.relay_leader_timeout_secs),
-            ..RelayConfig::default()
+            ..self.kafka.config()
         }
     }
 }
@@ -189,12 +215,8 @@ impl KafkaSecurityArgs {
 }
 
 impl RelayArgs {
-    /// Fails, naming the property, if librdkafka rejects the Kafka
-    /// settings; every role checks this before starting its clients.
     pub(crate) fn check_kafka(&self) -> anyhow::Result<()> {
-        let config = self.config();
-        check_client_config(&config.brokers, &config.kafka_properties)
-            .context("Invalid Kafka client settings")
+        self.kafka.check_kafka()
     }
 }
 
@@ -245,7 +267,7 @@ impl RelayArgs {
         pool: sqlx::PgPool,
         shutdown: CancellationToken,
     ) -> (JoinHandle<()>, Arc<RelayMetrics>) {
-        tracing::info!(kafka = %self.kafka_brokers, "starting the outbox relay");
+        tracing::info!(kafka = %self.kafka.kafka_brokers, "starting the outbox relay");
         let relay = Relay::new(pool, self.config());
         let metrics = relay.metrics();
         (tokio::spawn(relay.run_until_stopped(shutdown)), metrics)

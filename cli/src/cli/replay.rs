@@ -1,14 +1,20 @@
-//! `ticketing replay rebuild|republish|dlq`: the operator's tools over the
-//! event store and the topics. Each long run shows a progress bar (rate and
-//! ETA) on stderr, stops cleanly on Ctrl-C and resumes when run again.
+//! `ticketing replay rebuild|republish|verify|dlq`: the operator's tools
+//! over the event store and the topics. Each long run shows a progress bar
+//! (rate and ETA) on stderr, stops cleanly on Ctrl-C and resumes when run
+//! again.
 //!
-//! Exit codes: 0 done, 1 failed, 2 usage error (clap), 130 interrupted by
-//! Ctrl-C/SIGTERM with its progress saved (run the same command to resume).
+//! Exit codes: 0 done, 1 failed, 2 usage error (clap), 3 `verify` found
+//! read-model rows differing from the event store (repaired with
+//! `--repair`), 130 interrupted by Ctrl-C/SIGTERM with its progress saved
+//! (run the same command to resume).
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ticketing_projections::rebuild::{RebuildOutcome, RebuildPlan, Rebuilder};
+use ticketing_projections::reconcile::sweep::verify;
 use ticketing_projections::redrive::{DeadLetterQueue, RedriveError, RedriveOutcome};
 use ticketing_projections::{AggregateKind, ProjectionConfig};
 use ticketing_relay::{
@@ -17,11 +23,14 @@ use ticketing_relay::{
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
-use super::relay::RelayArgs;
+use super::relay::KafkaArgs;
 use crate::shutdown::shutdown_signal;
 
 /// Exit code of a run stopped by a signal, by shell convention (128 + SIGINT).
-const EXIT_INTERRUPTED: i32 = 130;
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Exit code of a `verify` that found differences.
+const EXIT_DIFFERENCES: u8 = 3;
 
 #[derive(Debug, Args)]
 pub(crate) struct Arg {
@@ -29,7 +38,7 @@ pub(crate) struct Arg {
     database: DatabaseArg,
 
     #[command(flatten)]
-    relay: RelayArgs,
+    relay: KafkaArgs,
 
     /// Say what would be done (and how much), change nothing.
     #[arg(long, global = true)]
@@ -47,11 +56,32 @@ enum Command {
     /// Publish stored events again (same eventIds, so consumers
     /// deduplicate), to the usual topics or to a new topic version.
     Republish(RepublishArg),
+    /// Compare every read-model row with the event store (each
+    /// aggregate's last sequence, up to what the relay has published) and
+    /// list the rows that differ; exits 3 if any do. With `--repair`, heal
+    /// them from the store as the projection workers would.
+    Verify(VerifyArg),
     /// Inspect or re-drive the dead-letter topics (`<topic>.dlq`).
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
     },
+}
+
+#[derive(Debug, Args)]
+struct VerifyArg {
+    /// Heal the rows that differ (missing or behind: the missing events
+    /// applied; ahead or without events: folded again or removed).
+    #[arg(long)]
+    repair: bool,
+
+    /// Aggregates compared per query (and per repair transaction).
+    #[arg(long, default_value_t = 1_000)]
+    batch_size: i64,
+
+    /// Print the report as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,10 +165,15 @@ struct DlqArg {
         default_value = "ticketing-dlq-redrive"
     )]
     group_id: String,
+
+    /// `list`: print the dead letters as one JSON array on stdout (each
+    /// with its topic), for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Arg {
-    pub(crate) async fn main(self) -> anyhow::Result<()> {
+    pub(crate) async fn main(self) -> anyhow::Result<ExitCode> {
         let stop = CancellationToken::new();
         let signal = stop.clone();
         let _signals = tokio::spawn(async move {
@@ -149,13 +184,14 @@ impl Arg {
         let interrupted = match &self.command {
             Command::Rebuild(arg) => self.rebuild(arg, &stop).await?,
             Command::Republish(arg) => self.republish(arg, &stop).await?,
+            Command::Verify(arg) => return self.verify(arg).await,
             Command::Dlq { command } => self.dlq(command, &stop).await?,
         };
         if interrupted {
             eprintln!("interrupted; progress is saved: run the same command again to resume");
-            std::process::exit(EXIT_INTERRUPTED);
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     }
 
     async fn rebuild(&self, arg: &RebuildArg, stop: &CancellationToken) -> anyhow::Result<bool> {
@@ -200,6 +236,51 @@ impl Arg {
                 Ok(true)
             }
         }
+    }
+
+    /// Exits with [`EXIT_DIFFERENCES`] when any row differs.
+    async fn verify(&self, arg: &VerifyArg) -> anyhow::Result<ExitCode> {
+        let pool = self.database.connect(false).await?;
+        let repair = arg.repair && !self.dry_run;
+        let report = verify(&pool, arg.batch_size.max(1), repair)
+            .await
+            .context("The read models could not be compared with the event store")?;
+        if arg.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            for difference in &report.differences {
+                println!(
+                    "{:<14} {:<38} {:<8} view #{:<6} store #{}",
+                    difference.view,
+                    difference.aggregate_id,
+                    difference.kind.label(),
+                    difference
+                        .view_sequence
+                        .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                    difference
+                        .store_sequence
+                        .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                );
+            }
+            println!(
+                "compared {} rows: {} differ{}",
+                report.compared,
+                report.differences.len(),
+                if repair {
+                    format!(
+                        "; repaired ({} events applied, {} rows could not be healed)",
+                        report.healed_events, report.unhealable
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(if report.differences.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_DIFFERENCES)
+        })
     }
 
     async fn republish(
@@ -297,6 +378,7 @@ impl Arg {
                 .map(|t| ProjectionConfig::dead_letter_topic(t))
                 .collect(),
         };
+        let mut listed = Vec::new();
         for topic in topics {
             let queue = DeadLetterQueue::new(
                 &relay.brokers,
@@ -308,12 +390,18 @@ impl Arg {
                 // A DLQ topic is created when a projector starts: none yet
                 // means nothing was parked there. A named one must exist.
                 Err(RedriveError::NoSuchTopic(_)) if arg.topic.is_none() => {
-                    println!("{topic}: no such topic, 0 dead letter(s)");
+                    if !arg.json {
+                        println!("{topic}: no such topic, 0 dead letter(s)");
+                    }
                     continue;
                 }
                 letters => letters.with_context(|| format!("Failed to read {topic}"))?,
             };
             let redrive = matches!(command, DlqCommand::Redrive(_)) && !self.dry_run;
+            if arg.json && matches!(command, DlqCommand::List(_)) {
+                listed.extend(letters.into_iter().map(|letter| (topic.clone(), letter)));
+                continue;
+            }
             if !redrive {
                 println!("{topic}: {} dead letter(s)", letters.len());
                 for letter in &letters {
@@ -349,6 +437,24 @@ impl Arg {
                     return Ok(true);
                 }
             }
+        }
+        if arg.json && matches!(command, DlqCommand::List(_)) {
+            let letters: Vec<serde_json::Value> = listed
+                .iter()
+                .map(|(topic, letter)| {
+                    serde_json::json!({
+                        "topic": topic,
+                        "partition": letter.partition,
+                        "offset": letter.offset,
+                        "key": letter.key,
+                        "eventType": letter.event_type,
+                        "eventId": letter.event_id,
+                        "origin": letter.origin,
+                        "error": letter.error,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&letters)?);
         }
         Ok(false)
     }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ticketing_gateway::{
     Application, AuthLimits, BacklogGauge, ClientAddressSource, GatewaySettings, HttpLimits, Rate,
 };
@@ -17,32 +17,74 @@ use super::relay::{self, RelayArgs};
 use super::saga::SagaArgs;
 use crate::shutdown::shutdown_signal;
 
+/// What one `serve` process runs beside the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    /// The HTTP API (always run by `serve`).
+    Gateway,
+    /// The outbox relay (`ticketing relay` alone).
+    Relay,
+    /// The projection worker (`ticketing project` alone).
+    Projections,
+    /// The saga worker (`ticketing saga` alone).
+    Sagas,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct Arg {
     #[command(flatten)]
     database: DatabaseArg,
 
+    /// The roles this process runs: all of them for a local run; the
+    /// gateway alone in a deployment that runs the workers as their own
+    /// processes (`ticketing relay`, `project`, `saga`).
+    #[arg(
+        help_heading = "Roles",
+        long,
+        env = "SERVE_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "gateway,relay,projections,sagas"
+    )]
+    roles: Vec<Role>,
+
     /// Address the HTTP API listens on.
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    #[arg(
+        help_heading = "HTTP listener",
+        long,
+        env = "HOST",
+        default_value = "127.0.0.1"
+    )]
     host: IpAddr,
 
     /// Port of the HTTP API.
-    #[arg(long, env = "PORT", default_value_t = 3000)]
+    #[arg(
+        help_heading = "HTTP listener",
+        long,
+        env = "PORT",
+        default_value_t = 3000
+    )]
     port: u16,
 
     /// Serve `/metrics` (with `/healthz` and `/readyz`) on this port of
     /// METRICS_HOST instead of the API port, so that what reaches the API
     /// (an ingress, the internet) cannot read the metrics.
-    #[arg(long, env = "METRICS_PORT")]
+    #[arg(help_heading = "HTTP listener", long, env = "METRICS_PORT")]
     metrics_port: Option<u16>,
 
     /// Address of the separate metrics port.
-    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        help_heading = "HTTP listener",
+        long,
+        env = "METRICS_HOST",
+        default_value = "127.0.0.1"
+    )]
     metrics_host: IpAddr,
 
     /// HS256 secret for session tokens, at least 32 bytes. The default is
     /// for local runs only (refused with APP_ENV=production).
     #[arg(
+        help_heading = "Sessions",
         long,
         env = "JWT_KEY",
         default_value = DEVELOPMENT_JWT_KEY,
@@ -51,122 +93,235 @@ pub(crate) struct Arg {
     jwt_key: String,
 
     /// Lifetime of a session, in seconds.
-    #[arg(long, env = "SESSION_TTL_SECONDS", default_value_t = 86_400)]
+    #[arg(
+        help_heading = "Sessions",
+        long,
+        env = "SESSION_TTL_SECONDS",
+        default_value_t = 86_400
+    )]
     session_ttl_seconds: u64,
 
     /// Mark the session cookie `Secure` (set when served over HTTPS).
-    #[arg(long, env = "SECURE_COOKIES", default_value_t = false)]
+    #[arg(
+        help_heading = "Sessions",
+        long,
+        env = "SECURE_COOKIES",
+        default_value_t = false
+    )]
     secure_cookies: bool,
 
     /// How long an order holds its ticket before it expires, in seconds.
-    #[arg(long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
+    #[arg(
+        help_heading = "Requests and limits",
+        long,
+        env = "ORDER_EXPIRATION_SECONDS",
+        default_value_t = 900
+    )]
     order_expiration_seconds: u64,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(help_heading = "Requests and limits", long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     body_limit_bytes: usize,
 
     /// How long a query carrying X-Consistency-Token waits for the read
     /// models to catch up, in milliseconds, before answering 503.
-    #[arg(long, env = "CONSISTENCY_WAIT_MS", default_value_t = 5_000)]
+    #[arg(
+        help_heading = "Requests and limits",
+        long,
+        env = "CONSISTENCY_WAIT_MS",
+        default_value_t = 5_000
+    )]
     consistency_wait_ms: u64,
 
     /// How long a client may take to send a request's headers, from their
     /// first byte, in milliseconds; then the connection is closed.
-    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        help_heading = "Requests and limits",
+        long,
+        env = "HTTP_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     http_header_timeout_ms: u64,
 
     /// How long a connection may wait for a request (from its opening or
     /// its previous response) until that request's headers are complete, in
     /// milliseconds; then it is closed. Behind a load balancer, longer than
     /// the balancer's idle timeout.
-    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        help_heading = "Requests and limits",
+        long,
+        env = "HTTP_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     http_idle_timeout_ms: u64,
 
     /// How long a request may take from the end of its headers to its
     /// answer, the body's upload included, in milliseconds; then 408.
-    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        help_heading = "Requests and limits",
+        long,
+        env = "HTTP_REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     http_request_timeout_ms: u64,
 
     /// Connections served at once; more wait in the listen backlog.
-    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 4_096)]
+    #[arg(
+        help_heading = "Requests and limits",
+        long,
+        env = "HTTP_MAX_CONNECTIONS",
+        default_value_t = 4_096
+    )]
     http_max_connections: usize,
 
     /// Sign-ins and sign-ups per client address and minute (0: no limit).
-    #[arg(long, env = "AUTH_ADDRESS_PER_MINUTE", default_value_t = 60)]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "AUTH_ADDRESS_PER_MINUTE",
+        default_value_t = 60
+    )]
     auth_address_per_minute: u32,
 
     /// Sign-ins and sign-ups one client address may make at once.
-    #[arg(long, env = "AUTH_ADDRESS_BURST", default_value_t = 30)]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "AUTH_ADDRESS_BURST",
+        default_value_t = 30
+    )]
     auth_address_burst: u32,
 
     /// Sign-ins and sign-ups per email and minute (0: no limit).
-    #[arg(long, env = "AUTH_EMAIL_PER_MINUTE", default_value_t = 10)]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "AUTH_EMAIL_PER_MINUTE",
+        default_value_t = 10
+    )]
     auth_email_per_minute: u32,
 
     /// Sign-ins and sign-ups for one email at once.
-    #[arg(long, env = "AUTH_EMAIL_BURST", default_value_t = 5)]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "AUTH_EMAIL_BURST",
+        default_value_t = 5
+    )]
     auth_email_burst: u32,
 
     /// The header a trusted reverse proxy puts the client's address in
     /// (e.g. x-forwarded-for; its right-most value counts); unset, the
     /// socket's peer address counts and every such header is ignored.
-    #[arg(long, env = "TRUSTED_CLIENT_IP_HEADER")]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "TRUSTED_CLIENT_IP_HEADER"
+    )]
     trusted_client_ip_header: Option<String>,
 
     /// Password hashes run at once (0: one per core).
-    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "PASSWORD_HASH_CONCURRENCY",
+        default_value_t = 0
+    )]
     password_hash_concurrency: usize,
 
     /// Password hashes waiting for a turn; more get 503 at once.
-    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    #[arg(
+        help_heading = "Sign-in protection",
+        long,
+        env = "PASSWORD_HASH_QUEUE",
+        default_value_t = 64
+    )]
     password_hash_queue: usize,
 
     /// Default and largest page size of the list endpoints.
-    #[arg(long, env = "LIST_LIMIT", default_value_t = 1_000)]
+    #[arg(
+        help_heading = "API behaviour",
+        long,
+        env = "LIST_LIMIT",
+        default_value_t = 1_000
+    )]
     list_limit: u32,
 
     /// Live orders (placed, not yet paid, cancelled or expired) one user may
     /// hold; a further placement gets 400.
-    #[arg(long, env = "MAX_LIVE_ORDERS_PER_USER", default_value_t = 10)]
+    #[arg(
+        help_heading = "API behaviour",
+        long,
+        env = "MAX_LIVE_ORDERS_PER_USER",
+        default_value_t = 10
+    )]
     max_live_orders_per_user: u32,
 
     /// How long an Idempotency-Key is remembered, in hours.
-    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    #[arg(
+        help_heading = "API behaviour",
+        long,
+        env = "IDEMPOTENCY_RETENTION_HOURS",
+        default_value_t = 24
+    )]
     idempotency_retention_hours: u64,
 
     /// Threads of the runtime the relay and the projection worker run on,
     /// apart from the HTTP connections', so that thousands of connections
     /// cannot starve the read side of CPU.
-    #[arg(long, env = "PIPELINE_THREADS", default_value_t = 2)]
+    #[arg(
+        help_heading = "Pipeline in this process",
+        long,
+        env = "PIPELINE_THREADS",
+        default_value_t = 2
+    )]
     pipeline_threads: usize,
 
     /// Connections of the relay's and projection worker's own pool.
-    #[arg(long, env = "PIPELINE_DATABASE_CONNECTIONS", default_value_t = 8)]
+    #[arg(
+        help_heading = "Pipeline in this process",
+        long,
+        env = "PIPELINE_DATABASE_CONNECTIONS",
+        default_value_t = 8
+    )]
     pipeline_database_connections: u32,
 
     /// Events committed but not yet in the read models (outbox backlog plus
     /// consumer lag) above which new writes are refused with 503 and
     /// Retry-After, so that an overload cannot grow the lag (and every
     /// read-your-writes wait) without limit; 0 never sheds.
-    #[arg(long, env = "WRITE_SHED_BACKLOG", default_value_t = 20_000)]
+    #[arg(
+        help_heading = "Pipeline in this process",
+        long,
+        env = "WRITE_SHED_BACKLOG",
+        default_value_t = 20_000
+    )]
     write_shed_backlog: u64,
 
     /// The outbox relay, run alongside the gateway (KAFKA_BROKERS, …).
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Relay (SERVE_ROLES has relay)")]
     relay: RelayArgs,
 
     /// The projection worker, run alongside (PROJECTION_GROUP_ID, …).
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "Projections (SERVE_ROLES has projections)"
+    )]
     projection: ProjectionArgs,
 
     /// The saga worker and payment provider, run alongside (STRIPE_*, …).
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Sagas and payments")]
     saga: SagaArgs,
 }
 
 impl Arg {
     pub(crate) async fn main(self, env: AppEnv) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.roles.contains(&Role::Gateway),
+            "SERVE_ROLES must include gateway: serve runs the HTTP API; run a worker alone with \
+             `ticketing relay`, `ticketing project` or `ticketing saga`"
+        );
+        let runs = |role| self.roles.contains(&role);
         let mut insecure = Insecure::default();
         let _ = insecure.jwt_key(&self.jwt_key).check(
             !self.secure_cookies,
@@ -221,28 +376,43 @@ impl Arg {
                 .await
                 .context("The pipeline pool task failed")??
         };
-        let projector = {
+        let projector = if runs(Role::Projections) {
             let _pipeline = pipeline.handle.enter();
-            self.projection.spawn(
+            Some(self.projection.spawn(
                 pipeline_pool.clone(),
                 &self.relay.config(),
                 shutdown.clone(),
-            )?
+            )?)
+        } else {
+            None
         };
-        let (relay, relay_metrics) = {
+        let relay = runs(Role::Relay).then(|| {
             let _pipeline = pipeline.handle.enter();
             self.relay.spawn(pipeline_pool, shutdown.clone())
-        };
-        let projection_metrics = Arc::clone(&projector.metrics);
-        let behind: BacklogGauge = Arc::new(move || {
-            let lag = u64::try_from(projection_metrics.total_lag()).unwrap_or_default();
-            relay_metrics.backlog().saturating_add(lag)
         });
-        let app = app
+        let mut app = app
             .with_http_limits(http_limits)
-            .with_auth_limits(auth_limits)
-            .with_readiness_check("projections", projector.readiness.clone())
-            .with_write_shedding(self.write_shed_backlog, behind);
+            .with_auth_limits(auth_limits);
+        let mut readiness = Vec::new();
+        if let Some(projector) = &projector {
+            readiness.push(("projections", projector.readiness.clone()));
+            app = app.with_readiness_check("projections", projector.readiness.clone());
+        }
+        // Shedding reads the backlog and lag of the relay and projector in
+        // this process; a gateway alone leaves it to the workers' alerts.
+        if let (Some(projector), Some((_, relay_metrics))) = (&projector, &relay) {
+            let projection_metrics = Arc::clone(&projector.metrics);
+            let relay_metrics = Arc::clone(relay_metrics);
+            let behind: BacklogGauge = Arc::new(move || {
+                let lag = u64::try_from(projection_metrics.total_lag()).unwrap_or_default();
+                relay_metrics.backlog().saturating_add(lag)
+            });
+            app = app.with_write_shedding(self.write_shed_backlog, behind);
+        } else if self.write_shed_backlog > 0 {
+            tracing::info!(
+                "write shedding is off: it needs the relay and the projections in this process"
+            );
+        }
         let (app, ops) = match self.metrics_port {
             None => (app.with_metrics(crate::telemetry::metrics_render()), None),
             Some(port) => {
@@ -250,14 +420,14 @@ impl Arg {
                     self.metrics_host,
                     port,
                     pool.clone(),
-                    vec![("projections", projector.readiness.clone())],
+                    readiness,
                     shutdown.clone(),
                 )
                 .await?;
                 (app, Some(ops))
             }
         };
-        let saga = self.saga.spawn(pool, &sagas, shutdown.clone());
+        let saga = runs(Role::Sagas).then(|| self.saga.spawn(pool, &sagas, shutdown.clone()));
         let _signal = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
@@ -265,14 +435,21 @@ impl Arg {
                 shutdown.cancel();
             }
         });
-        tracing::info!(port = app.port(), "ticketing is serving");
+        tracing::info!(port = app.port(), roles = ?self.roles, "ticketing is serving");
         let served = app
             .run_until_stopped(shutdown.clone().cancelled_owned())
             .await;
         shutdown.cancel();
-        let relay_stopped = relay::stop(relay).await;
-        saga.await.context("saga worker panicked")?;
-        project::stop(projector.task).await?;
+        let relay_stopped = match relay {
+            Some((relay, _)) => relay::stop(relay).await,
+            None => Ok(()),
+        };
+        if let Some(saga) = saga {
+            saga.await.context("saga worker panicked")?;
+        }
+        if let Some(projector) = projector {
+            project::stop(projector.task).await?;
+        }
         relay_stopped?;
         served.context("HTTP server failed")?;
         if let Some(ops) = ops {

@@ -50,6 +50,24 @@ fn completions_and_help_are_there_for_operators() {
 
     let usage = ticketing(&["no-such-subcommand"]);
     assert_eq!(usage.status.code(), Some(2));
+
+    // `serve`'s many settings come in groups; `replay` lists only its own.
+    let serve = ticketing(&["serve", "--help"]);
+    let serve = String::from_utf8_lossy(&serve.stdout);
+    for heading in [
+        "Roles:",
+        "HTTP listener:",
+        "Sign-in protection:",
+        "Relay (SERVE_ROLES has relay):",
+    ] {
+        assert!(serve.contains(heading), "{heading} in {serve}");
+    }
+    assert!(serve.contains("Examples:"), "{serve}");
+    let replay = ticketing(&["replay", "--help"]);
+    let replay = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.contains("KAFKA_BROKERS"), "{replay}");
+    assert!(!replay.contains("RELAY_BATCH_SIZE"), "{replay}");
+    assert!(replay.contains("130"), "{replay}");
 }
 
 /// With METRICS_PORT, `/metrics` leaves the API port (which an ingress or
@@ -78,4 +96,34 @@ async fn metrics_move_to_their_own_port_when_asked() {
         .await
         .unwrap()
         .contains("outbox_backlog_events"));
+}
+
+/// A deployment runs the API alone (`SERVE_ROLES=gateway`) and the workers
+/// as processes of their own: commands are taken, nothing is projected.
+#[tokio::test]
+async fn serve_runs_only_the_roles_it_is_given() {
+    let system = crate::helpers::start_system_with(&[("SERVE_ROLES", "gateway")]).await;
+    let (client, _) = system.signed_in_client().await;
+    let (ticket, _) = system.create_ticket(&client, "Gateway alone", 10.0).await;
+    let pool = sqlx::PgPool::connect(system.database_url()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let relayed: i64 = sqlx::query_scalar("SELECT count(*) FROM relay_cursor")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_views WHERE id = $1")
+        .bind(ticket["id"].as_str().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((stored, relayed, projected), (1, 0, 0));
+    pool.close().await;
+
+    let refused = ticketing(&["serve", "--roles", "relay,projections"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must include gateway"));
 }

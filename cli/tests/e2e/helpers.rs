@@ -92,6 +92,11 @@ impl System {
         let _ = self.process.wait();
     }
 
+    /// Whether the process has died (and how), as a supervisor would see.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.try_wait().ok().flatten()
+    }
+
     /// Starts the process again on the same database and topics, without
     /// waiting for it to be ready.
     pub(crate) fn restart(&mut self) {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod broker_loss;
 mod cli_tool;
 mod fuzzed_input;
 mod gauges;

@@ -138,6 +138,22 @@ async fn dead_letters_are_listed_and_redriven_once_after_the_cause_is_fixed() ->
         .find(|l| l.contains(&format!("key={id}")))
         .unwrap_or_else(|| panic!("no dead letter for {id}: {listed}"));
     assert!(line.contains(&origin), "{line}");
+    let json = replay(
+        &live,
+        &["dlq", "list", "--json", "--group-id", group.as_str()],
+    );
+    assert!(json.status.success(), "{json:?}");
+    let letters: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    let letter = letters
+        .as_array()
+        .and_then(|all| all.iter().find(|l| l["key"] == id.as_str()))
+        .unwrap_or_else(|| panic!("no dead letter for {id} in {letters}"));
+    assert_eq!(letter["topic"], dlq.as_str());
+    assert_eq!(letter["eventId"], event_id.as_str());
+    assert_eq!(
+        letter["origin"],
+        format!("{topic}/{}@{}", delivery.partition, delivery.offset).as_str()
+    );
     assert!(line.contains("event=TicketUpdated"), "{line}");
     assert!(line.contains(&format!("id={event_id}")), "{line}");
     assert!(line.contains("the event store lacks #1"), "{line}");

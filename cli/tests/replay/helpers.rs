@@ -289,11 +289,17 @@ impl Live {
         .await?)
     }
 
-    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+    /// Stops the relay and the projector, keeping the database.
+    pub(crate) async fn stop_workers(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
             tokio::time::timeout(Duration::from_secs(20), task).await??;
         }
+        Ok(())
+    }
+
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_workers().await?;
         if let Some(database) = self.database.take() {
             database.remove().await?;
         }

@@ -251,6 +251,77 @@ async fn the_cli_rebuilds_dry_runs_change_nothing_and_usage_errors_exit_2() -> a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_deleted_row_and_a_stale_one_and_repair_fixes_both() -> anyhow::Result<()>
+{
+    // Arrange: everything projected, then the workers stopped (their own
+    // sweep would repair the rows first) and two rows damaged by hand.
+    let mut live = Live::start().await?;
+    let _ = live.mixed_workload(20).await?;
+    live.caught_up().await?;
+    let before = live.read_models().await?;
+    live.stop_workers().await?;
+    let deleted: String = sqlx::query_scalar("SELECT id FROM ticket_views ORDER BY id LIMIT 1")
+        .fetch_one(&live.pool)
+        .await?;
+    let stale: String = sqlx::query_scalar(
+        "SELECT id FROM order_views WHERE last_sequence > 1 ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&live.pool)
+    .await?;
+    let _ = sqlx::query("DELETE FROM ticket_views WHERE id = $1")
+        .bind(&deleted)
+        .execute(&live.pool)
+        .await?;
+    let _ = sqlx::query(
+        "UPDATE order_views SET last_sequence = last_sequence - 1, status = 'created' WHERE id = $1",
+    )
+    .bind(&stale)
+    .execute(&live.pool)
+    .await?;
+
+    // Act
+    let found = replay(&live, &["verify", "--json"]);
+    let repaired = replay(&live, &["verify", "--repair"]);
+    let again = replay(&live, &["verify"]);
+
+    // Assert
+    assert_eq!(found.status.code(), Some(3), "{found:?}");
+    let report: serde_json::Value = serde_json::from_slice(&found.stdout)?;
+    let mut differences: Vec<(String, String, String)> = report["differences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["view"].as_str().unwrap_or_default().to_owned(),
+                d["aggregate_id"].as_str().unwrap_or_default().to_owned(),
+                d["kind"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    differences.sort();
+    assert_eq!(
+        differences,
+        vec![
+            ("order_views".to_owned(), stale.clone(), "behind".to_owned()),
+            (
+                "ticket_views".to_owned(),
+                deleted.clone(),
+                "missing".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(repaired.status.code(), Some(3), "{repaired:?}");
+    assert!(
+        String::from_utf8_lossy(&repaired.stdout).contains("2 differ; repaired"),
+        "{repaired:?}"
+    );
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert_eq!(live.read_models().await?, before);
+    live.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republishing_changes_no_read_model() -> anyhow::Result<()> {
     let live = Live::start().await?;
     let events = u64::try_from(live.mixed_workload(20).await?)?;

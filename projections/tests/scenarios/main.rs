@@ -8,6 +8,7 @@
 mod common;
 mod gap;
 mod lag;
+mod lost;
 mod outage;
 mod poison;
 mod replay;

@@ -1,7 +1,6 @@
 //! Shared set-up: a fresh database per test, unique topics, an in-process
 //! relay, command load, and a real rdkafka consumer reading everything back.
 
-mod broker;
 mod consume;
 pub(crate) mod load;
 mod netfault;
@@ -16,9 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub(crate) use broker::OwnedBroker;
 pub(crate) use consume::{assert_consumer_view, read_all};
 pub(crate) use netfault::Blackhole;
+pub(crate) use ticketing_testkit::OwnedBroker;
 
 pub(crate) type TestResult = anyhow::Result<()>;
 

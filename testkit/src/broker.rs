@@ -1,4 +1,6 @@
-//! A Tansu broker of the test's own, for scenarios that stop or kill it.
+//! A Tansu broker of the test's own, for scenarios that stop, pause, kill
+//! or restart it (the shared one on `KAFKA_BROKERS` must stay up for the
+//! other tests). `make test` installs the binary in `.tools/bin/`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 /// Memory storage: a killed broker comes back empty, topics included.
-pub(crate) struct OwnedBroker {
+pub struct OwnedBroker {
     port: u16,
     /// The port clients are told to connect to: the broker's own, or a
     /// proxy's in front of it (a TLS terminator).
@@ -24,19 +26,14 @@ fn tansu() -> PathBuf {
 }
 
 impl OwnedBroker {
-    pub(crate) fn start() -> anyhow::Result<OwnedBroker> {
+    pub fn start() -> anyhow::Result<OwnedBroker> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         Self::start_advertising(port, port)
     }
 
     /// A broker listening on `port` that tells clients to reach it on
     /// `advertised_port` of 127.0.0.1 (e.g. a TLS terminator's).
-    // Used by projections/tests/tls.rs, which includes this file.
-    #[allow(dead_code)]
-    pub(crate) fn start_advertising(
-        port: u16,
-        advertised_port: u16,
-    ) -> anyhow::Result<OwnedBroker> {
+    pub fn start_advertising(port: u16, advertised_port: u16) -> anyhow::Result<OwnedBroker> {
         let mut broker = OwnedBroker {
             port,
             advertised_port,
@@ -46,7 +43,7 @@ impl OwnedBroker {
         Ok(broker)
     }
 
-    pub(crate) fn brokers(&self) -> String {
+    pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -85,16 +82,16 @@ impl OwnedBroker {
     }
 
     /// SIGSTOP: connections stay open, nothing is answered.
-    pub(crate) fn pause(&self) -> anyhow::Result<()> {
+    pub fn pause(&self) -> anyhow::Result<()> {
         self.signal("-STOP")
     }
 
-    pub(crate) fn resume(&self) -> anyhow::Result<()> {
+    pub fn resume(&self) -> anyhow::Result<()> {
         self.signal("-CONT")
     }
 
     /// SIGKILL, and wait for the process to be gone.
-    pub(crate) fn kill(&mut self) -> anyhow::Result<()> {
+    pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
             child.kill()?;
             let _ = child.wait()?;
@@ -103,7 +100,7 @@ impl OwnedBroker {
     }
 
     /// A new, empty broker on the same port.
-    pub(crate) fn restart(&mut self) -> anyhow::Result<()> {
+    pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill()?;
         self.launch()
     }

@@ -33,7 +33,6 @@
 //! `LOAD_TARGET_URL`, give it as `LOAD_DATABASE_URL`.
 
 mod attack;
-mod database;
 mod fixtures;
 mod measurement;
 mod pgbench;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::database::with_database;
+use ticketing_eventstore::with_database;
 
 /// The insert-only script (one event-sized row per transaction).
 const SCRIPT: &str = include_str!("pgbench_insert.sql");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::database::with_database;
+use ticketing_eventstore::with_database;
 
 pub(crate) struct System {
     pub(crate) base_url: String,

@@ -8,23 +8,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ticketing_aggregates::upcasting::upcasters_for;
 
+use crate::effect::CommitEffect;
 use crate::group_commit::{self, Committer, EventRows, GroupCommit, Refused, WritersGone};
 use crate::outcome::{self, Resolved};
 use crate::retry::Backoff;
 use crate::CommandMetadata;
-
-/// Rows written in the same transaction as a command's events, so that they
-/// exist if and only if the events do: the transactional-outbox pattern for
-/// follow-up work such as saga timers.
-#[async_trait::async_trait]
-pub trait CommitEffect<A: Aggregate>: Send + Sync {
-    /// Called inside the commit transaction, after the events were inserted.
-    async fn write(
-        &self,
-        tx: &mut PgConnection,
-        events: &[EventEnvelope<A>],
-    ) -> Result<(), sqlx::Error>;
-}
 
 /// The state a command produced, and the events it committed (empty when the
 /// command was an accepted no-op, such as a repeated reservation).

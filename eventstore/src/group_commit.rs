@@ -33,7 +33,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
 
-use crate::executor::CommitEffect;
+use crate::effect::CommitEffect;
 use crate::outcome::{self, Resolved};
 
 /// How the writers are sized.

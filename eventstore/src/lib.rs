@@ -9,6 +9,7 @@
 
 mod committed;
 mod database;
+mod effect;
 mod executor;
 mod group_commit;
 mod metadata;
@@ -19,8 +20,9 @@ pub mod trace_context;
 
 pub use committed::events_committed;
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
-pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};
+pub use effect::CommitEffect;
+pub use executor::{CommandError, CommandExecutor, Executed};
 pub use group_commit::GroupCommit;
 pub use metadata::CommandMetadata;
 pub use outcome::Unresolved;
-pub use scratch::ScratchDatabase;
+pub use scratch::{with_database, ScratchDatabase};

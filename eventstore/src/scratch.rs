@@ -15,16 +15,25 @@ pub struct ScratchDatabase {
     admin_url: String,
 }
 
-/// `url` with its database name replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
-    query.map_or_else(
-        || format!("{root}/{name}"),
-        |q| format!("{root}/{name}?{q}"),
-    )
+/// `url` with its database name replaced by `database` (query string kept;
+/// a URL without a database path gets one): how scratch databases and the
+/// benchmarks address a database of their own on the same server.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_and_path = &base[scheme_end..];
+    let authority = host_and_path
+        .find('/')
+        .map_or(host_and_path, |slash| &host_and_path[..slash]);
+    let mut result = format!("{}{authority}/{database}", &base[..scheme_end]);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
 }
 
 async fn admin_execute(admin_url: &str, sql: &str) -> Result<(), DatabaseError> {
@@ -111,6 +120,10 @@ mod tests {
         assert_eq!(
             with_database("postgres://u@h/postgres?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@db:5432?sslmode=require", "x"),
+            "postgresql://u:p@db:5432/x?sslmode=require"
         );
     }
 }

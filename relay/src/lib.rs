@@ -39,7 +39,6 @@
 //! polls (every few milliseconds when idle, back to back while there is a
 //! backlog). Writers do not NOTIFY: a notifying transaction holds the
 //! notification lock through its commit and so serializes every writer's
-//! commit. It still LISTENs on `ticketing_events`, so a tool can wake it.
 //! Exactly one relay publishes: the one holding a session-level advisory
 //! lock on a dedicated connection, which is also the connection every relay
 //! query runs on, so a relay that lost its connection (and with it the
@@ -79,7 +78,7 @@ pub use kafka_client::{
 };
 pub use leader::RELAY_LOCK_KEY;
 pub use metrics::{RelayMetrics, RelayMetricsSnapshot};
-pub use outbox::{published_cursor, Cursor, CURSOR_NAME, NOTIFY_CHANNEL};
+pub use outbox::{published_cursor, Cursor, CURSOR_NAME};
 pub use publisher::{provision_topics, Publisher};
 pub use replay::load_envelopes;
 pub use republish::{topic_version, RepublishOutcome, RepublishPlan, RepublishStart, Republisher};

@@ -7,9 +7,6 @@ use uuid::Uuid;
 /// The `relay_cursor` row of the Kafka relay.
 pub const CURSOR_NAME: &str = "kafka";
 
-/// Notified by the `events` insert trigger (migration 0004).
-pub const NOTIFY_CHANNEL: &str = "ticketing_events";
-
 /// How far the relay got: the last acknowledged event's transaction and
 /// position. Events are published in this order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,17 +1,15 @@
-//! How long the relay loop waits between steps: for a notification, a
-//! poll, a short recheck or a failure backoff.
+//! How long the relay loop waits between steps: for a commit in this
+//! process, a poll, a short recheck or a failure backoff.
 
 use std::time::Duration;
 
-use futures::FutureExt;
-use sqlx::postgres::PgListener;
 use ticketing_eventstore::retry::Backoff;
 
 /// What the loop waits for before the next step.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Wait {
     Now,
-    /// A notification, or the poll interval.
+    /// A commit in this process, or the poll interval.
     ForEvents,
     /// Events were announced but not yet publishable: an older transaction
     /// is still in flight. Look again after a few milliseconds.
@@ -24,6 +22,7 @@ pub(crate) enum Wait {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Woke {
     Immediately,
+    /// A commit in this process.
     Notified,
     Polled,
     Rechecking(u32),
@@ -33,12 +32,12 @@ pub(crate) enum Woke {
 /// Short rechecks: 2, 4, … 64 ms, about an eighth of a second in all.
 const MAX_RECHECKS: u32 = 6;
 
-/// Waits as `wait` says, waking early on a notification where that helps.
-pub(crate) async fn until(wait: Wait, listener: &mut PgListener, poll_interval: Duration) -> Woke {
+/// Waits as `wait` says, waking early on a commit where that helps.
+pub(crate) async fn until(wait: Wait, poll_interval: Duration) -> Woke {
     match wait {
         Wait::Now => Woke::Immediately,
         Wait::ForEvents => {
-            if wait_for_events(listener, poll_interval).await {
+            if wait_for_events(poll_interval).await {
                 Woke::Notified
             } else {
                 Woke::Polled
@@ -46,7 +45,7 @@ pub(crate) async fn until(wait: Wait, listener: &mut PgListener, poll_interval: 
         }
         Wait::Recheck(attempt) => {
             let pause = Duration::from_millis(2 << attempt.min(MAX_RECHECKS));
-            if wait_for_events(listener, pause).await {
+            if wait_for_events(pause).await {
                 Woke::Notified
             } else {
                 Woke::Rechecking(attempt)
@@ -59,7 +58,7 @@ pub(crate) async fn until(wait: Wait, listener: &mut PgListener, poll_interval: 
     }
 }
 
-/// A notification that finds nothing publishable means an older
+/// A wake-up that finds nothing publishable means an older
 /// transaction is still in flight; it will commit within milliseconds as a
 /// rule, and its commit may not notify (it may have written no event).
 pub(crate) fn next_after_idle(woke: Woke) -> Wait {
@@ -78,29 +77,13 @@ pub(crate) fn next_after_failure(woke: Woke) -> Wait {
     }
 }
 
-/// Whether a notification arrived before `timeout`: a commit in this
-/// process, or a NOTIFY. Notifications already queued are consumed too: one
-/// query serves them all.
-async fn wait_for_events(listener: &mut PgListener, timeout: Duration) -> bool {
+/// Whether events were committed in this process before `timeout`.
+/// Writers in other processes are found by the poll: nothing sends NOTIFY
+/// (a notifying transaction holds the notification lock through its
+/// commit, which serializes every writer).
+async fn wait_for_events(timeout: Duration) -> bool {
     tokio::select! {
         () = ticketing_eventstore::events_committed() => true,
-        received = listener.recv() => match received {
-            Ok(_) => {
-                // Bounded, so a stream of commits cannot starve publication.
-                for _ in 0..1024 {
-                    if !matches!(listener.try_recv().now_or_never(), Some(Ok(Some(_)))) {
-                        break;
-                    }
-                }
-                true
-            }
-            Err(error) => {
-                // PgListener reconnects on the next call; poll meanwhile.
-                tracing::warn!(error.cause_chain = ?error, error.message = %error, "lost the notification connection");
-                tokio::time::sleep(timeout).await;
-                false
-            }
-        },
         () = tokio::time::sleep(timeout) => false,
     }
 }

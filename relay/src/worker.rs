@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::encode::{encode, OutgoingMessage};
-use crate::outbox::{self, Cursor, CURSOR_NAME, NOTIFY_CHANNEL};
+use crate::outbox::{self, Cursor, CURSOR_NAME};
 use crate::wait::{self, backoff, next_after_failure, next_after_idle, Wait};
 use crate::{leader, provision_topics, Publisher, RelayConfig, RelayError, RelayMetrics};
 
@@ -147,8 +146,6 @@ impl Relay {
         mut conn: PgConnection,
         shutdown: &CancellationToken,
     ) -> Result<(), RelayError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
         let Some(mut publisher) = self.start_publisher(shutdown).await? else {
             return Ok(());
         };
@@ -174,7 +171,7 @@ impl Relay {
             let woke = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
-                woke = wait::until(next, &mut listener, self.config.poll_interval) => woke,
+                woke = wait::until(next, self.config.poll_interval) => woke,
             };
             let batch = match ahead.take() {
                 Some(batch) => Ok(batch),

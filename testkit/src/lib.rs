@@ -1,7 +1,8 @@
 //! Fault-injection tools for tests against the real PostgreSQL and the
 //! real broker.
 //!
-//! [`OwnedBroker`] is a broker of the test's own, to kill or restart.
+//! [`OwnedBroker`] is a broker of the test's own, to kill or restart;
+//! [`eventually`] waits on an outcome; [`brokers`] names the shared broker.
 //!
 //!
 //! [`PgProxy`] sits between an application's pool and the server and
@@ -14,6 +15,8 @@
 
 mod broker;
 mod proxy;
+mod wait;
 
 pub use broker::OwnedBroker;
 pub use proxy::PgProxy;
+pub use wait::{brokers, eventually};

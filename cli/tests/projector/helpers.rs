@@ -9,13 +9,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use ticketing_eventstore::ScratchDatabase;
 use ticketing_schemas::{Envelope, TicketCreatedV1, TicketEventV1, TicketUpdatedV1, WireEvent};
+use ticketing_testkit::brokers;
 use uuid::Uuid;
 
-const PARTITIONS: i32 = 4;
+pub(crate) use ticketing_testkit::eventually;
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
+const PARTITIONS: i32 = 4;
 
 /// A database, topics and a group of the test's own.
 pub(crate) struct Setup {
@@ -221,24 +220,5 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.kill();
-    }
-}
-
-/// Waits until `condition` holds, checking every 20 ms, for at most `limit`.
-pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

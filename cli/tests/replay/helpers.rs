@@ -16,9 +16,7 @@ use ticketing_relay::{Relay, RelayConfig, Topics};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub(crate) fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
+pub(crate) use ticketing_testkit::{brokers, eventually};
 
 pub(crate) struct Live {
     pub(crate) database: Option<ScratchDatabase>,
@@ -313,24 +311,5 @@ impl Drop for Live {
         if let Some(database) = self.database.take() {
             database.remove_blocking();
         }
-    }
-}
-
-/// Waits until `condition` holds, checking every 20 ms, for at most `limit`.
-pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -15,13 +15,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use produce::{order_placed, produce, ticket, Producer};
+pub(crate) use ticketing_testkit::{brokers, eventually};
 
 pub(crate) type TestResult = anyhow::Result<()>;
-
-/// The broker every test shares (`make stack` starts it).
-pub(crate) fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
 
 fn init_tracing() {
     static INIT: Once = Once::new();
@@ -139,25 +135,5 @@ impl RunningProjector {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(20), self.task).await???;
         Ok(())
-    }
-}
-
-/// Waits until `condition` holds, checking every 20 ms, for at most
-/// `limit`; tests wait on outcomes, never on fixed sleeps.
-pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> TestResult
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -17,14 +17,9 @@ use uuid::Uuid;
 
 pub(crate) use consume::{assert_consumer_view, read_all};
 pub(crate) use netfault::Blackhole;
-pub(crate) use ticketing_testkit::OwnedBroker;
+pub(crate) use ticketing_testkit::{brokers as shared_brokers, eventually, OwnedBroker};
 
 pub(crate) type TestResult = anyhow::Result<()>;
-
-/// The broker every test may share (`make stack` starts it).
-pub(crate) fn shared_brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
 
 fn init_tracing() {
     static INIT: Once = Once::new();
@@ -149,25 +144,5 @@ impl RunningRelay {
     pub(crate) async fn abort(self) {
         self.task.abort();
         let _ = self.task.await;
-    }
-}
-
-/// Waits until `condition` holds, checking every 50 ms, for at most
-/// `limit`; the tests wait on outcomes, never on fixed sleeps alone.
-pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -11,12 +11,21 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use std::sync::Arc;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// A page of a list: `?limit=&after=`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Page {
+    /// How many items at most: 1 to `LIST_LIMIT` (1000 by default, also
+    /// the page size when absent). Anything else is 400.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(crate) limit: i64,
+    /// Continue after this item: the `after` of the `Link` header's next
+    /// page (the last id of the previous page).
     pub(crate) after: Option<String>,
 }
 

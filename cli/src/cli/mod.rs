@@ -2,6 +2,7 @@ mod completions;
 mod database;
 mod environment;
 mod migrate;
+mod openapi;
 mod ops_server;
 mod probe;
 mod project;
@@ -72,6 +73,8 @@ enum Command {
     Saga(saga::Arg),
     /// Generate or check the committed JSON Schemas of every event.
     Schemas(schemas::Arg),
+    /// Generate or check the committed OpenAPI document of the HTTP API.
+    Openapi(openapi::Arg),
     /// Rebuild read models, republish events, re-drive dead letters.
     Replay(replay::Arg),
     /// Exit 0 if a URL answers 2xx (container health checks).
@@ -90,6 +93,7 @@ impl Cli {
             Command::Project(_) => "ticketing-projections",
             Command::Saga(_) => "ticketing-sagas",
             Command::Schemas(_) => "ticketing-schemas",
+            Command::Openapi(_) => "ticketing-openapi",
             Command::Replay(_) => "ticketing-replay",
             Command::Probe(_) => "ticketing-probe",
             Command::Completions(_) => "ticketing-completions",
@@ -104,6 +108,7 @@ impl Cli {
             Command::Project(arg) => arg.main().await,
             Command::Saga(arg) => arg.main(self.app_env).await,
             Command::Schemas(arg) => arg.main().await,
+            Command::Openapi(arg) => arg.main(),
             Command::Replay(arg) => arg.main().await,
             Command::Probe(arg) => arg.main().await,
             Command::Completions(arg) => {

@@ -15,10 +15,11 @@ use axum::Json;
 use chrono::Utc;
 use ticketing_aggregates::{Order, OrderCommand, OrderError, OrderTicket, TicketCommand};
 use ticketing_eventstore::{CommandError, CommandMetadata};
+use utoipa::ToSchema;
 
 use crate::consistency::{with_token, ConsistencyToken, ReadAfter, View};
 use crate::current_user::SignedIn;
-use crate::error::{ApiError, ErrorEntry};
+use crate::error::{ApiError, ErrorBody, ErrorEntry};
 use crate::idempotency::NewId;
 use crate::json_body::JsonBody;
 use crate::order_cap;
@@ -29,6 +30,52 @@ use crate::routes::{parse_id, RawId};
 use crate::state::AppState;
 use crate::views::OrderView;
 
+/// `{ticketId}`: the ticket an order is to reserve.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub(crate) struct NewOrder {
+    /// Trimmed; must not be empty. Not a known ticket's id: 404.
+    #[schema(format = Uuid)]
+    ticket_id: String,
+}
+
+impl NewOrder {
+    fn parse(body: &JsonBody) -> Result<Self, ApiError> {
+        body.str("ticketId")
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| NewOrder {
+                ticket_id: id.to_owned(),
+            })
+            .ok_or_else(|| {
+                ApiError::Validation(vec![ErrorEntry::field(
+                    "ticketId",
+                    "TicketId must be provided",
+                )])
+            })
+    }
+}
+
+/// Order a ticket
+///
+/// Reserves the ticket for the order's expiration window
+/// (`ORDER_EXPIRATION_SECONDS`, 15 minutes by default).
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    request_body = NewOrder,
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Placed: status `created`.", body = OrderView, headers(
+            ("X-Consistency-Token" = String, description = "The writes (order and ticket), for read-your-writes on later GETs.")
+        )),
+        (status = 400, description = "\"TicketId must be provided\" (field `ticketId`); \"Ticket is already reserved\"; \"You have too many open orders; pay for or cancel one first\" (over `MAX_LIVE_ORDERS_PER_USER`); a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such ticket.", body = ErrorBody),
+        (status = 503, description = "\"The service is busy; retry shortly\", or \"The outcome of the request is unknown; retry it with the same Idempotency-Key\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
@@ -37,17 +84,8 @@ pub(crate) async fn create(
     context: RequestContext,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let ticket_id = body
-        .str("ticketId")
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            ApiError::Validation(vec![ErrorEntry::field(
-                "ticketId",
-                "TicketId must be provided",
-            )])
-        })?;
-    let ticket_id = parse_id(ticket_id)?;
+    let NewOrder { ticket_id } = NewOrder::parse(&body)?;
+    let ticket_id = parse_id(&ticket_id)?;
     let order_id = order_id.to_string();
     let metadata = context.metadata(&user.id);
     let expires_at = Utc::now() + state.settings.order_expiration;
@@ -135,6 +173,26 @@ async fn release(state: &AppState, ticket_id: &str, order_id: &str, metadata: &C
     }
 }
 
+/// Cancel an order
+///
+/// Cancels the order and releases its ticket. Cancelling a cancelled order
+/// again succeeds.
+#[utoipa::path(
+    delete,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404.")),
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Cancelled, its ticket released.", headers(
+            ("X-Consistency-Token" = String, description = "The writes (order and ticket), for read-your-writes on later GETs.")
+        )),
+        (status = 400, description = "\"Cannot cancel a completed order\".", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out, or not the order's buyer.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such order.", body = ErrorBody),
+        (status = 503, description = "\"The service is busy; retry shortly\", or \"The outcome of the request is unknown; retry it with the same Idempotency-Key\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = %raw_id))]
 pub(crate) async fn cancel(
     State(state): State<Arc<AppState>>,
@@ -169,7 +227,24 @@ pub(crate) async fn cancel(
     Ok(with_token(&token, StatusCode::NO_CONTENT))
 }
 
+/// My orders
+///
 /// The caller's orders, oldest first, each with its ticket.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    tag = "orders",
+    params(Page, ReadAfter),
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's orders.", body = Vec<OrderView>, headers(
+            ("Link" = String, description = "`</api/orders?limit=<n>&after=<id>>; rel=\"next\"` when the page is full.")
+        )),
+        (status = 400, description = "\"limit must be an integer from 1 to <LIST_LIMIT>\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
+        (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
@@ -191,6 +266,21 @@ pub(crate) async fn list(
     Ok(page.respond("/api/orders", orders, cursor))
 }
 
+/// An order
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404."), ReadAfter),
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 400, description = "\"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out, or not the order's buyer.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such order.", body = ErrorBody),
+        (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = %raw_id))]
 pub(crate) async fn show(
     State(state): State<Arc<AppState>>,

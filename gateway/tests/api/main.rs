@@ -12,6 +12,7 @@ mod edge;
 mod health;
 mod helpers;
 mod idempotency;
+mod openapi;
 mod orders;
 mod overload;
 mod payments;

@@ -408,6 +408,25 @@ mod tests {
         assert_eq!(documented, expected);
     }
 
+    /// Links and clients name operations by id, so each must be unique.
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut document = openapi_document();
+        let mut ids = Vec::new();
+        each_operation(&mut document.paths, |path, _, operation| {
+            ids.push(
+                operation
+                    .operation_id
+                    .clone()
+                    .unwrap_or_else(|| path.to_owned()),
+            );
+        });
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "{ids:?}");
+    }
+
     #[test]
     fn signed_in_operations_name_both_session_schemes() {
         let document = openapi_document();

@@ -12,6 +12,7 @@ use axum::Json;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::IntoParams;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,7 +26,8 @@ pub(crate) struct Page {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(crate) limit: i64,
     /// Continue after this item: the `after` of the `Link` header's next
-    /// page (the last id of the previous page).
+    /// page (the last id of the previous page). Not an id: 400.
+    #[param(format = Uuid)]
     pub(crate) after: Option<String>,
 }
 
@@ -49,9 +51,17 @@ impl FromRequestParts<Arc<AppState>> for Page {
                 .filter(|l| (1..=max).contains(l))
                 .ok_or_else(invalid)?,
         };
+        // Cursors are ids: anything else cannot continue a list (and text
+        // PostgreSQL refuses, such as a NUL, must not reach the query).
+        let after = match params.get("after").filter(|a| !a.is_empty()) {
+            None => None,
+            Some(raw) => Some(Uuid::try_parse(raw).map(|id| id.to_string()).map_err(|_| {
+                ApiError::BadRequest("after must be the id of an item of the list".to_owned())
+            })?),
+        };
         Ok(Page {
             limit: i64::from(limit),
-            after: params.get("after").filter(|a| !a.is_empty()).cloned(),
+            after,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::openapi::served;
 #[utoipa::path(
     get,
     path = "/api/openapi.json",
+    operation_id = "openapi",
     tag = "operations",
     responses(
         (status = 200, description = "The document.", body = Object, content_type = "application/json"),

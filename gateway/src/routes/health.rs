@@ -43,6 +43,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
     responses(
         (status = 200, description = "The Prometheus text exposition format.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
@@ -62,6 +63,7 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "liveness",
     tag = "operations",
     responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Health))
 )]
@@ -76,6 +78,7 @@ pub(crate) async fn live() -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readiness",
     tag = "operations",
     responses(
         (status = 200, description = "`{\"status\":\"ready\"}`", body = Health),

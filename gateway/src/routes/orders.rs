@@ -63,12 +63,17 @@ impl NewOrder {
 #[utoipa::path(
     post,
     path = "/api/orders",
+    operation_id = "createOrder",
     tag = "orders",
     request_body = NewOrder,
     security(("session" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Placed: status `created`.", body = OrderView, headers(
             ("X-Consistency-Token" = String, description = "The writes (order and ticket), for read-your-writes on later GETs.")
+        ), links(
+            ("ShowOrder" = (operation_id = "showOrder", parameters(("id" = "$response.body#/id"), ("header.X-Consistency-Token" = "$response.header.X-Consistency-Token")))),
+            ("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
+            ("PayOrder" = (operation_id = "createPayment", request_body = json!({ "token": "tok_visa", "orderId": "$response.body#/id" }))),
         )),
         (status = 400, description = "\"TicketId must be provided\" (field `ticketId`); \"Ticket is already reserved\"; \"You have too many open orders; pay for or cancel one first\" (over `MAX_LIVE_ORDERS_PER_USER`); a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
         (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
@@ -180,6 +185,7 @@ async fn release(state: &AppState, ticket_id: &str, order_id: &str, metadata: &C
 #[utoipa::path(
     delete,
     path = "/api/orders/{id}",
+    operation_id = "cancelOrder",
     tag = "orders",
     params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404.")),
     security(("session" = []), ("bearer" = [])),
@@ -233,6 +239,7 @@ pub(crate) async fn cancel(
 #[utoipa::path(
     get,
     path = "/api/orders",
+    operation_id = "listOrders",
     tag = "orders",
     params(Page, ReadAfter),
     security(("session" = []), ("bearer" = [])),
@@ -240,7 +247,7 @@ pub(crate) async fn cancel(
         (status = 200, description = "A page of the caller's orders.", body = Vec<OrderView>, headers(
             ("Link" = String, description = "`</api/orders?limit=<n>&after=<id>>; rel=\"next\"` when the page is full.")
         )),
-        (status = 400, description = "\"limit must be an integer from 1 to <LIST_LIMIT>\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 400, description = "\"limit must be an integer from 1 to <LIST_LIMIT>\"; \"after must be the id of an item of the list\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
         (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
         (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
     )
@@ -270,6 +277,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     get,
     path = "/api/orders/{id}",
+    operation_id = "showOrder",
     tag = "orders",
     params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404."), ReadAfter),
     security(("session" = []), ("bearer" = [])),

@@ -66,6 +66,7 @@ impl NewPayment {
 #[utoipa::path(
     post,
     path = "/api/payments",
+    operation_id = "createPayment",
     tag = "payments",
     request_body = NewPayment,
     security(("session" = []), ("bearer" = [])),

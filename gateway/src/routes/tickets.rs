@@ -32,7 +32,13 @@ use crate::views::TicketView;
 #[derive(ToSchema)]
 pub(crate) struct TicketInput {
     /// Trimmed: 1 to 200 characters, no control characters.
-    #[schema(value_type = String, min_length = 1, max_length = 200, example = "Concert")]
+    #[schema(
+        value_type = String,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Concert"
+    )]
     title: Title,
     #[schema(schema_with = price_schema)]
     price: Money,
@@ -52,12 +58,15 @@ fn price_schema() -> OneOfBuilder {
                 .schema_type(Type::Number)
                 .exclusive_minimum(Some(0))
                 .maximum(Some(999_999.99))
+                .multiple_of(Some(0.01))
                 .examples([25.5]),
         )
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(r"^\s*[0-9]*\.?[0-9]+\s*$"))
+                .pattern(Some(
+                    r"^\s*0*([1-9][0-9]{0,5}(\.[0-9]{0,2})?|0?\.(0[1-9]|[1-9][0-9]?))\s*$",
+                ))
                 .examples(["25.00"]),
         )
 }
@@ -104,12 +113,17 @@ impl TicketInput {
 #[utoipa::path(
     post,
     path = "/api/tickets",
+    operation_id = "createTicket",
     tag = "tickets",
     request_body = TicketInput,
     security(("session" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Created (version 0).", body = TicketView, headers(
             ("X-Consistency-Token" = String, description = "The write, for read-your-writes on later GETs.")
+        ), links(
+            ("ShowTicket" = (operation_id = "showTicket", parameters(("id" = "$response.body#/id"), ("header.X-Consistency-Token" = "$response.header.X-Consistency-Token")))),
+            ("UpdateTicket" = (operation_id = "updateTicket", parameters(("id" = "$response.body#/id")))),
+            ("OrderTicket" = (operation_id = "createOrder", request_body = json!({ "ticketId": "$response.body#/id" }))),
         )),
         (status = 400, description = "\"Title is required\", \"Title must be at most 200 characters\", \"Title must not contain control characters\" (field `title`); \"Price must be greater than 0\", \"Price must have at most 2 decimal places\", \"Price must not exceed 999999.99\" (field `price`); a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
         (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
@@ -160,6 +174,7 @@ pub(crate) async fn create(
 #[utoipa::path(
     put,
     path = "/api/tickets/{id}",
+    operation_id = "updateTicket",
     tag = "tickets",
     params(("id" = String, Path, format = Uuid, description = "The ticket's id; anything else is 404.")),
     request_body = TicketInput,
@@ -205,13 +220,14 @@ pub(crate) async fn update(
 #[utoipa::path(
     get,
     path = "/api/tickets",
+    operation_id = "listTickets",
     tag = "tickets",
     params(Page, ReadAfter),
     responses(
         (status = 200, description = "A page of tickets.", body = Vec<TicketView>, headers(
             ("Link" = String, description = "`</api/tickets?limit=<n>&after=<id>>; rel=\"next\"` when the page is full.")
         )),
-        (status = 400, description = "\"limit must be an integer from 1 to <LIST_LIMIT>\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 400, description = "\"limit must be an integer from 1 to <LIST_LIMIT>\"; \"after must be the id of an item of the list\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
         (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
     )
 )]
@@ -239,6 +255,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     get,
     path = "/api/tickets/{id}",
+    operation_id = "showTicket",
     tag = "tickets",
     params(("id" = String, Path, format = Uuid, description = "The ticket's id; anything else is 404."), ReadAfter),
     responses(

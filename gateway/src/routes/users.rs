@@ -122,6 +122,7 @@ fn signed_in(
 #[utoipa::path(
     post,
     path = "/api/users/signup",
+    operation_id = "signUp",
     tag = "users",
     request_body = SignUp,
     responses(
@@ -177,6 +178,7 @@ pub(crate) async fn signup(
 #[utoipa::path(
     post,
     path = "/api/users/signin",
+    operation_id = "signIn",
     tag = "users",
     request_body = SignIn,
     responses(
@@ -220,6 +222,7 @@ pub(crate) async fn signin(
 #[utoipa::path(
     post,
     path = "/api/users/signout",
+    operation_id = "signOut",
     tag = "users",
     security((), ("session" = []), ("bearer" = [])),
     responses(
@@ -260,6 +263,7 @@ pub(crate) async fn signout(
 #[utoipa::path(
     get,
     path = "/api/users/currentuser",
+    operation_id = "currentUser",
     tag = "users",
     security((), ("session" = []), ("bearer" = [])),
     responses(

@@ -140,6 +140,9 @@ run() {
   # documented answer, not a server error.
   log "running schemathesis $version against $base/api/openapi.json"
   export SCHEMATHESIS_HOOKS="$root/deploy/local/schemathesis_hooks.py"
+  # Its cache (.schemathesis/) lands in the working directory: keep it in
+  # the git-ignored run folder.
+  cd "$workdir"
   "$st" run "$base/api/openapi.json" "${common[@]}" \
     --header "Authorization: Bearer $token" \
     --exclude-path /readyz --exclude-path /api/users/signout \

@@ -28,7 +28,10 @@ pub(crate) async fn conditional_get(request: Request, next: Next) -> Response {
     if request.method() != Method::GET || !path.starts_with("/api/") {
         return next.run(request).await;
     }
-    let private = path.starts_with("/api/orders") || path.starts_with("/api/users/");
+    // A ticket's history is its owner's alone.
+    let private = path.starts_with("/api/orders")
+        || path.starts_with("/api/users/")
+        || path.ends_with("/history");
     let wanted = request.headers().get(IF_NONE_MATCH).cloned();
     let response = next.run(request).await;
     if response.status() != StatusCode::OK {

@@ -1,6 +1,8 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 
+mod as_of;
 mod health;
+mod history;
 mod orders;
 mod payments;
 mod tickets;
@@ -104,6 +106,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/payments", post(payments::create).layer(idempotency))
         .route("/api/orders/{id}", delete(orders::cancel).get(orders::show))
+        .route("/api/tickets/{id}/history", get(history::ticket))
+        .route("/api/orders/{id}/history", get(history::order))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))

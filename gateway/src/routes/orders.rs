@@ -25,6 +25,7 @@ use crate::order_cap;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
 use crate::state::AppState;
 use crate::views::OrderView;
@@ -197,8 +198,12 @@ pub(crate) async fn show(
     SignedIn(user): SignedIn,
     read_after: ReadAfter,
     RawId(raw_id): RawId,
+    AsOf(as_of): AsOf,
 ) -> Result<Json<OrderView>, ApiError> {
     let id = parse_id(&raw_id)?;
+    if let Some(at) = as_of {
+        return as_of::order(&state, &user.id, &id, at).await;
+    }
     read_after
         .wait(
             &state.applied,

@@ -20,6 +20,7 @@ use crate::json_body::JsonBody;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
 use crate::state::AppState;
 use crate::views::TicketView;
@@ -158,8 +159,12 @@ pub(crate) async fn show(
     State(state): State<Arc<AppState>>,
     read_after: ReadAfter,
     RawId(raw_id): RawId,
+    AsOf(as_of): AsOf,
 ) -> Result<Json<TicketView>, ApiError> {
     let id = parse_id(&raw_id)?;
+    if let Some(at) = as_of {
+        return as_of::ticket(&state, &id, at).await;
+    }
     read_after
         .wait(
             &state.applied,

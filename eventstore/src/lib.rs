@@ -7,6 +7,7 @@
 //! resulting events with optimistic concurrency, re-running the command a
 //! bounded number of times when another writer got there first.
 
+mod as_of;
 mod committed;
 mod database;
 mod executor;
@@ -16,6 +17,7 @@ mod outcome;
 mod scratch;
 pub mod trace_context;
 
+pub use as_of::{load_as_of, AsOfError};
 pub use committed::events_committed;
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
 pub use executor::{CommandError, CommandExecutor, CommitEffect, Executed};

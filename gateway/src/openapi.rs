@@ -305,7 +305,7 @@ fn edge(document: &mut OpenApi) {
 /// `conditional::conditional_get`: an `ETag` and `Cache-Control` on every
 /// 200, and 304 for an `If-None-Match` naming the tag.
 fn conditional(path: &str, operation: &mut Operation) {
-    let private = path.starts_with("/api/orders") || path.starts_with("/api/users/");
+    let private = crate::conditional::is_private(path);
     let if_none_match = ParameterBuilder::new()
         .name("If-None-Match")
         .parameter_in(ParameterIn::Header)
@@ -395,6 +395,8 @@ mod tests {
             ("POST", "/api/payments"),
             ("GET", "/api/orders/{id}"),
             ("DELETE", "/api/orders/{id}"),
+            ("GET", "/api/tickets/{id}/history"),
+            ("GET", "/api/orders/{id}/history"),
             ("GET", "/api/openapi.json"),
             ("GET", "/healthz"),
             ("GET", "/readyz"),
@@ -499,5 +501,18 @@ mod tests {
         assert!(operation("/api/orders", "post")["responses"]["413"].is_object());
         assert!(operation("/api/orders/{id}", "delete")["responses"]["413"].is_null());
         assert!(operation("/api/orders/{id}", "delete")["responses"]["408"].is_object());
+        // A history is its reader's own, even a ticket's (public itself).
+        let cache_control = |path: &str| {
+            operation(path, "get")["responses"]["200"]["headers"]["Cache-Control"]["schema"]["enum"]
+                [0]
+            .clone()
+        };
+        assert_eq!(cache_control("/api/tickets/{id}"), "public, no-cache");
+        for path in ["/api/tickets/{id}/history", "/api/orders/{id}/history"] {
+            assert_eq!(cache_control(path), "private, no-cache", "{path}");
+            assert!(parameters(path, "get").contains(&"after".to_owned()));
+        }
+        assert!(parameters("/api/tickets/{id}", "get").contains(&"asOf".to_owned()));
+        assert!(parameters("/api/orders/{id}", "get").contains(&"asOf".to_owned()));
     }
 }

@@ -141,6 +141,15 @@ fn iso_timestamp(at: DateTime<Utc>) -> String {
 }
 
 impl OrderView {
+    /// With its ticket as `ticket` has it: a past moment's order shows the
+    /// ticket as it was then, as the normal GET shows it as it is now.
+    pub(crate) fn with_ticket(mut self, ticket: &Ticket) -> Self {
+        self.ticket.title = ticket.title().to_owned();
+        self.ticket.price = ticket.price().to_json_number();
+        self.ticket.version = ticket.version();
+        self
+    }
+
     pub(crate) fn new(id: &str, order: &Order) -> anyhow::Result<Self> {
         let ticket: &OrderTicket = order
             .ticket()

@@ -1,6 +1,7 @@
 mod completions;
 mod database;
 mod environment;
+mod history;
 mod migrate;
 mod openapi;
 mod ops_server;
@@ -48,6 +49,7 @@ Examples:
   ticketing relay --migrate                one role, migrating first
   ticketing probe http://127.0.0.1:3000/readyz
   ticketing replay rebuild --view tickets
+  ticketing history order:<id>             an order's events and its payments'
   ticketing completions bash
 
 Every option can also be set by the environment variable shown in its help.
@@ -55,7 +57,8 @@ Every option can also be set by the environment variable shown in its help.
 Exit codes:
   0  done (or stopped by SIGINT/SIGTERM after draining)
   1  failed: a setting refused, the database or broker unreachable at start-up,
-     a probe that got no 2xx, a replay that could not finish
+     a probe that got no 2xx, a replay that could not finish, a history of
+     an aggregate without events
   2  usage error: an unknown subcommand, option or value";
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +80,9 @@ enum Command {
     Openapi(openapi::Arg),
     /// Rebuild read models, republish events, re-drive dead letters.
     Replay(replay::Arg),
+    /// Print an aggregate's events (an order's with its payments'), as the
+    /// API's history endpoints list them.
+    History(history::Arg),
     /// Exit 0 if a URL answers 2xx (container health checks).
     Probe(probe::Arg),
     /// Print a shell completion script.
@@ -95,6 +101,7 @@ impl Cli {
             Command::Schemas(_) => "ticketing-schemas",
             Command::Openapi(_) => "ticketing-openapi",
             Command::Replay(_) => "ticketing-replay",
+            Command::History(_) => "ticketing-history",
             Command::Probe(_) => "ticketing-probe",
             Command::Completions(_) => "ticketing-completions",
         }
@@ -110,6 +117,7 @@ impl Cli {
             Command::Schemas(arg) => arg.main().await,
             Command::Openapi(arg) => arg.main(),
             Command::Replay(arg) => arg.main().await,
+            Command::History(arg) => arg.main().await,
             Command::Probe(arg) => arg.main().await,
             Command::Completions(arg) => {
                 arg.main();

@@ -1,7 +1,9 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 
+mod as_of;
 mod document;
 mod health;
+mod history;
 mod orders;
 mod payments;
 mod tickets;
@@ -125,6 +127,8 @@ pub(crate) fn api(state: Option<&Arc<AppState>>) -> OpenApiRouter<Arc<AppState>>
         .routes(layers.idempotent(routes!(payments::create)))
         .routes(routes!(orders::cancel))
         .routes(routes!(orders::show))
+        .routes(routes!(history::ticket))
+        .routes(routes!(history::order))
         .routes(routes!(document::openapi))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))

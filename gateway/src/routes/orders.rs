@@ -26,6 +26,7 @@ use crate::order_cap;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
 use crate::state::AppState;
 use crate::views::OrderView;
@@ -74,6 +75,7 @@ impl NewOrder {
             ("ShowOrder" = (operation_id = "showOrder", parameters(("id" = "$response.body#/id"), ("header.X-Consistency-Token" = "$response.header.X-Consistency-Token")))),
             ("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
             ("PayOrder" = (operation_id = "createPayment", request_body = json!({ "token": "tok_visa", "orderId": "$response.body#/id" }))),
+            ("OrderHistory" = (operation_id = "orderHistory", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 400, description = "\"TicketId must be provided\" (field `ticketId`); \"Ticket is already reserved\"; \"You have too many open orders; pay for or cancel one first\" (over `MAX_LIVE_ORDERS_PER_USER`); a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
         (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
@@ -279,13 +281,13 @@ pub(crate) async fn list(
     path = "/api/orders/{id}",
     operation_id = "showOrder",
     tag = "orders",
-    params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404."), ReadAfter),
+    params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404."), ReadAfter, ("asOf" = Option<String>, Query, format = DateTime, description = "Time travel: the order as it was at this moment (RFC 3339, e.g. `2025-01-31T12:00:00Z`), folded from its events recorded until then (with its ticket as it was then), and without waiting for the read models. Not an RFC 3339 time: 400.")),
     security(("session" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The order.", body = OrderView),
-        (status = 400, description = "\"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 400, description = "\"asOf must be an RFC 3339 time, e.g. 2025-01-31T12:00:00Z\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
         (status = 401, description = "\"Not authorized\": signed out, or not the order's buyer.", body = ErrorBody),
-        (status = 404, description = "\"Not Found\": no such order.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such order (with `asOf`: none yet at that moment).", body = ErrorBody),
         (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
     )
 )]
@@ -295,8 +297,12 @@ pub(crate) async fn show(
     SignedIn(user): SignedIn,
     read_after: ReadAfter,
     RawId(raw_id): RawId,
+    AsOf(as_of): AsOf,
 ) -> Result<Json<OrderView>, ApiError> {
     let id = parse_id(&raw_id)?;
+    if let Some(at) = as_of {
+        return as_of::order(&state, &user.id, &id, at).await;
+    }
     read_after
         .wait(
             &state.applied,

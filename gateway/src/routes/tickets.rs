@@ -22,6 +22,7 @@ use crate::json_body::JsonBody;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
 use crate::state::AppState;
 use crate::views::TicketView;
@@ -124,6 +125,7 @@ impl TicketInput {
             ("ShowTicket" = (operation_id = "showTicket", parameters(("id" = "$response.body#/id"), ("header.X-Consistency-Token" = "$response.header.X-Consistency-Token")))),
             ("UpdateTicket" = (operation_id = "updateTicket", parameters(("id" = "$response.body#/id")))),
             ("OrderTicket" = (operation_id = "createOrder", request_body = json!({ "ticketId": "$response.body#/id" }))),
+            ("TicketHistory" = (operation_id = "ticketHistory", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 400, description = "\"Title is required\", \"Title must be at most 200 characters\", \"Title must not contain control characters\" (field `title`); \"Price must be greater than 0\", \"Price must have at most 2 decimal places\", \"Price must not exceed 999999.99\" (field `price`); a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
         (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
@@ -257,11 +259,11 @@ pub(crate) async fn list(
     path = "/api/tickets/{id}",
     operation_id = "showTicket",
     tag = "tickets",
-    params(("id" = String, Path, format = Uuid, description = "The ticket's id; anything else is 404."), ReadAfter),
+    params(("id" = String, Path, format = Uuid, description = "The ticket's id; anything else is 404."), ReadAfter, ("asOf" = Option<String>, Query, format = DateTime, description = "Time travel: the ticket as it was at this moment (RFC 3339, e.g. `2025-01-31T12:00:00Z`), folded from its events recorded until then, and without waiting for the read models. Not an RFC 3339 time: 400.")),
     responses(
         (status = 200, description = "The ticket.", body = TicketView),
-        (status = 400, description = "\"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
-        (status = 404, description = "\"Not Found\": no such ticket.", body = ErrorBody),
+        (status = 400, description = "\"asOf must be an RFC 3339 time, e.g. 2025-01-31T12:00:00Z\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such ticket (with `asOf`: none yet at that moment).", body = ErrorBody),
         (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
     )
 )]
@@ -270,8 +272,12 @@ pub(crate) async fn show(
     State(state): State<Arc<AppState>>,
     read_after: ReadAfter,
     RawId(raw_id): RawId,
+    AsOf(as_of): AsOf,
 ) -> Result<Json<TicketView>, ApiError> {
     let id = parse_id(&raw_id)?;
+    if let Some(at) = as_of {
+        return as_of::ticket(&state, &id, at).await;
+    }
     read_after
         .wait(
             &state.applied,

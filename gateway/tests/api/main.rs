@@ -11,6 +11,7 @@ mod conditional;
 mod edge;
 mod health;
 mod helpers;
+mod history;
 mod idempotency;
 mod openapi;
 mod orders;

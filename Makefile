@@ -58,10 +58,12 @@ rules: ## check the alert rules with promtool (installs Prometheus if missing)
 
 # The tests (and the stack they need) get TEST_DATABASE_URL as DATABASE_URL.
 test: DATABASE_URL = $(TEST_DATABASE_URL)
-test: stack lint rules ## start the stack, lint, check the alert rules and the event schemas, validate deploy/, then run every test
+test: stack lint rules ## start the stack, lint, check the alert rules, the event schemas and the OpenAPI document, validate deploy/, run schemathesis, then run every test
 	$(CARGO) run --quiet --bin ticketing -- schemas check
+	$(CARGO) run --quiet --bin ticketing -- openapi check
 	bash schemas/tools/validate-asyncapi.sh
 	bash deploy/validate.sh
+	bash deploy/local/schemathesis.sh run
 	bash deploy/local/netfault.sh ensure
 	bash deploy/local/stunnel.sh ensure
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

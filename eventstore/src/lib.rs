@@ -7,6 +7,7 @@
 //! resulting events with optimistic concurrency, re-running the command a
 //! bounded number of times when another writer got there first.
 
+mod as_of;
 mod committed;
 mod database;
 mod effect;
@@ -18,6 +19,7 @@ pub mod retry;
 mod scratch;
 pub mod trace_context;
 
+pub use as_of::{load_as_of, AsOfError};
 pub use committed::events_committed;
 pub use database::{connect, migrate, DatabaseError, MIGRATOR};
 pub use effect::CommitEffect;

@@ -23,12 +23,19 @@ use crate::error::ApiError;
 /// Bodies are built in memory already (JSON); this only bounds the copy.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// Whether the answer to a GET of `path` is one user's (`private`); the
+/// OpenAPI document states the same `Cache-Control` from it.
+pub(crate) fn is_private(path: &str) -> bool {
+    // A ticket's history is its owner's alone.
+    path.starts_with("/api/orders") || path.starts_with("/api/users/") || path.ends_with("/history")
+}
+
 pub(crate) async fn conditional_get(request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if request.method() != Method::GET || !path.starts_with("/api/") {
         return next.run(request).await;
     }
-    let private = path.starts_with("/api/orders") || path.starts_with("/api/users/");
+    let private = is_private(path);
     let wanted = request.headers().get(IF_NONE_MATCH).cloned();
     let response = next.run(request).await;
     if response.status() != StatusCode::OK {

@@ -344,6 +344,49 @@ impl ReadAfter {
     }
 }
 
+/// The token, as GETs that wait on it document it.
+impl utoipa::IntoParams for ReadAfter {
+    fn into_params(
+        _parameter_in_provider: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::Required;
+
+        let token = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples(["ticket:0190a4c4-5a2b-7cc0-8e1f-3b1d2c4e5f60:1"])
+        };
+        vec![
+            ParameterBuilder::new()
+                .name("X-Consistency-Token")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "A command's `X-Consistency-Token` (`<ticket|order>:<id>:<sequence>`, \
+                     comma-separated, at most 8): the answer waits, bounded by \
+                     `CONSISTENCY_WAIT_MS`, until the read models show those writes, \
+                     else 503. Malformed, or naming a change never made: 400.",
+                ))
+                .schema(Some(token()))
+                .build(),
+            ParameterBuilder::new()
+                .name(COOKIE)
+                .parameter_in(ParameterIn::Cookie)
+                .required(Required::False)
+                .description(Some(
+                    "The cookie commands set with the same token (`|`-separated), used \
+                     when no header is sent: only the marks of the views read are \
+                     waited on, and a wait that runs out serves what is there. A \
+                     malformed cookie is ignored.",
+                ))
+                .schema(Some(token()))
+                .build(),
+        ]
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ReadAfter {
     type Rejection = ApiError;
 

@@ -8,12 +8,17 @@ use axum::Json;
 use serde::Serialize;
 use ticketing_aggregates::{OrderError, TicketError};
 use ticketing_eventstore::CommandError;
+use utoipa::ToSchema;
 
 /// One failed rule, optionally naming the offending body key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub(crate) struct ErrorEntry {
+    /// What went wrong, in the contract's exact words.
+    #[schema(example = "Title is required")]
     pub(crate) message: String,
+    /// The request body's key the rule is about (validation errors only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, example = "title")]
     pub(crate) field: Option<&'static str>,
 }
 
@@ -49,8 +54,9 @@ pub(crate) enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
+/// Every error the API answers: one entry per failed rule.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
     errors: Vec<ErrorEntry>,
 }
 

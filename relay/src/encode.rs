@@ -152,7 +152,7 @@ pub(crate) fn upcast_owned(event: &StoredEvent, payload: serde_json::Value) -> s
 
 /// A non-empty string of the event's metadata (written by
 /// `CommandMetadata`), if present.
-fn metadata(event: &StoredEvent, key: &str) -> Option<String> {
+pub(crate) fn metadata(event: &StoredEvent, key: &str) -> Option<String> {
     event
         .metadata
         .get(key)

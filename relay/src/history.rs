@@ -15,8 +15,10 @@ use crate::encode::{envelope_as, upcast_owned, IntoWire};
 use crate::outbox::{publish_horizon, Cursor, StoredEvent};
 use crate::RelayError;
 
-/// One published event of any aggregate type, typed.
-#[derive(Debug, Clone, PartialEq)]
+/// One published event of any aggregate type, typed; serialises as the
+/// message's JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum WireEnvelope {
     Ticket(Envelope<TicketEventV1>),
     Order(Envelope<OrderEventV1>),
@@ -51,7 +53,7 @@ impl HistoryFilter {
     }
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
      metadata, global_position, event_id, recorded_at, \
      transaction_id::text::bigint AS transaction_id";
@@ -331,7 +333,7 @@ impl StoredPayload<'_> {
 
 /// The typed envelope of one stored event (consumed, so its payload is
 /// moved rather than copied).
-fn to_wire(mut event: StoredEvent) -> Result<HistoryEvent, RelayError> {
+pub(crate) fn to_wire(mut event: StoredEvent) -> Result<HistoryEvent, RelayError> {
     let stored = std::mem::take(&mut event.payload);
     let payload = upcast_owned(&event, stored);
     let envelope = match event.aggregate_type.as_str() {

@@ -50,6 +50,7 @@
 //! one step and reports a [`PublishOutcome`]; [`Relay::run_until_stopped`]
 //! only decides how long to wait before the next step.
 
+mod aggregate_history;
 mod checkpoint;
 mod config;
 mod encode;
@@ -65,6 +66,7 @@ mod republish;
 mod wait;
 mod worker;
 
+pub use aggregate_history::{read_aggregate_history, AggregateHistoryEvent, AggregateHistoryQuery};
 pub use checkpoint::{clear_checkpoint, load_checkpoint, save_checkpoint, ReplayCheckpoint};
 pub use config::{RelayConfig, Topics};
 pub use error::RelayError;

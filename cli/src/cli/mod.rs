@@ -1,7 +1,9 @@
 mod completions;
 mod database;
 mod environment;
+mod history;
 mod migrate;
+mod openapi;
 mod ops_server;
 mod probe;
 mod project;
@@ -49,6 +51,7 @@ Examples:
   ticketing relay --migrate                one role, migrating first
   ticketing probe http://127.0.0.1:3000/readyz
   ticketing replay rebuild --view tickets
+  ticketing history order:<id>             an order's events and its payments'
   ticketing completions bash
 
 Every option can also be set by the environment variable shown in its help.
@@ -56,7 +59,8 @@ Every option can also be set by the environment variable shown in its help.
 Exit codes:
   0  done (or stopped by SIGINT/SIGTERM after draining)
   1  failed: a setting refused, the database or broker unreachable at start-up,
-     a probe that got no 2xx, a replay that could not finish
+     a probe that got no 2xx, a replay that could not finish, a history of
+     an aggregate without events
   2  usage error: an unknown subcommand, option or value
   3  replay verify found read-model rows that differ from the event store
   130  replay interrupted by SIGINT/SIGTERM, its progress saved";
@@ -81,6 +85,8 @@ enum Command {
     Saga(saga::Arg),
     /// Generate or check the committed JSON Schemas of every event.
     Schemas(schemas::Arg),
+    /// Generate or check the committed OpenAPI document of the HTTP API.
+    Openapi(openapi::Arg),
     /// Rebuild or verify read models, republish events, re-drive dead
     /// letters.
     #[command(after_help = "Examples:
@@ -91,6 +97,9 @@ enum Command {
 
 Exit codes: 0 done, 1 failed, 2 usage, 3 verify found differences, 130 interrupted (progress saved)")]
     Replay(replay::Arg),
+    /// Print an aggregate's events (an order's with its payments'), as the
+    /// API's history endpoints list them.
+    History(history::Arg),
     /// Exit 0 if a URL answers 2xx (container health checks).
     Probe(probe::Arg),
     /// Print a shell completion script.
@@ -107,7 +116,9 @@ impl Cli {
             Command::Project(_) => "ticketing-projections",
             Command::Saga(_) => "ticketing-sagas",
             Command::Schemas(_) => "ticketing-schemas",
+            Command::Openapi(_) => "ticketing-openapi",
             Command::Replay(_) => "ticketing-replay",
+            Command::History(_) => "ticketing-history",
             Command::Probe(_) => "ticketing-probe",
             Command::Completions(_) => "ticketing-completions",
         }
@@ -123,6 +134,8 @@ impl Cli {
             Command::Project(arg) => arg.main().await,
             Command::Saga(arg) => arg.main(self.app_env).await,
             Command::Schemas(arg) => arg.main().await,
+            Command::Openapi(arg) => arg.main(),
+            Command::History(arg) => arg.main().await,
             Command::Probe(arg) => arg.main().await,
             Command::Completions(arg) => {
                 arg.main();

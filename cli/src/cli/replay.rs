@@ -292,7 +292,7 @@ impl Arg {
         let relay = self.relay.config();
         let filter = match (&arg.aggregate, arg.from_position) {
             (Some(aggregate), _) => {
-                let (kind, id) = parse_aggregate(aggregate)?;
+                let (kind, id) = parse_aggregate(aggregate).context("--aggregate")?;
                 HistoryFilter {
                     aggregate_types: vec![kind.type_name().to_owned()],
                     aggregate_id: Some(id),
@@ -461,16 +461,17 @@ impl Arg {
 }
 
 /// `type:id`, the type as in the event store (`Order`) or lower case.
-fn parse_aggregate(value: &str) -> anyhow::Result<(AggregateKind, String)> {
+/// (Also `ticketing history`'s argument.)
+pub(crate) fn parse_aggregate(value: &str) -> anyhow::Result<(AggregateKind, String)> {
     let (kind, id) = value
         .split_once(':')
         .filter(|(_, id)| !id.is_empty())
-        .with_context(|| format!("--aggregate {value}: expected TYPE:ID, e.g. order:<id>"))?;
+        .with_context(|| format!("{value}: expected TYPE:ID, e.g. order:<id>"))?;
     let kind = match kind.to_ascii_lowercase().as_str() {
         "ticket" => AggregateKind::Ticket,
         "order" => AggregateKind::Order,
         "payment" => AggregateKind::Payment,
-        other => anyhow::bail!("--aggregate: unknown type {other} (ticket, order or payment)"),
+        other => anyhow::bail!("unknown aggregate type {other} (ticket, order or payment)"),
     };
     Ok((kind, id.to_owned()))
 }

@@ -9,6 +9,7 @@ mod cli_tool;
 mod fuzzed_input;
 mod gauges;
 mod helpers;
+mod history;
 mod journey;
 mod limits;
 mod production;

@@ -7,15 +7,49 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+
+/// What the probes answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// Why the process is not ready (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    reason: Option<String>,
+}
+
+impl Health {
+    fn status(status: &'static str) -> Json<Health> {
+        Json(Health {
+            status,
+            reason: None,
+        })
+    }
+}
 
 /// The Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Every metric of the process, for Prometheus to scrape.
+/// Prometheus metrics
+///
+/// Every metric of the process, for Prometheus to scrape (on the API port
+/// unless `METRICS_PORT` moves it to its own).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The Prometheus text exposition format.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 404, description = "\"Not Found\": metrics are served on `METRICS_PORT` instead.", body = ErrorBody),
+    )
+)]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     match &state.metrics {
         Some(render) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], render()).into_response(),
@@ -23,14 +57,35 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Liveness
+///
 /// The process is up and serving.
-pub(crate) async fn live() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "liveness",
+    tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Health))
+)]
+pub(crate) async fn live() -> Json<Health> {
+    Health::status("ok")
 }
 
+/// Readiness
+///
 /// Ready to take traffic: the database answers and every check added by the
 /// roles running alongside (e.g. projection lag) passes.
-pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readiness",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`", body = Health),
+        (status = 503, description = "`{\"status\":\"unavailable\",\"reason\":\"...\"}`", body = Health),
+    )
+)]
+pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
     let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(_)) => {}
@@ -45,12 +100,15 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Js
             return not_ready(format!("{name}: {reason}"));
         }
     }
-    (StatusCode::OK, Json(json!({ "status": "ready" })))
+    (StatusCode::OK, Health::status("ready"))
 }
 
-fn not_ready(reason: String) -> (StatusCode, Json<Value>) {
+fn not_ready(reason: String) -> (StatusCode, Json<Health>) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "status": "unavailable", "reason": reason })),
+        Json(Health {
+            status: "unavailable",
+            reason: Some(reason),
+        }),
     )
 }

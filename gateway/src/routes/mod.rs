@@ -1,6 +1,9 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 
+mod as_of;
+mod document;
 mod health;
+mod history;
 mod orders;
 mod payments;
 mod tickets;
@@ -14,7 +17,6 @@ use axum::http::request::Parts;
 use axum::http::HeaderName;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -22,6 +24,8 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::conditional::conditional_get;
@@ -29,6 +33,7 @@ use crate::consistency::remember_token;
 use crate::error::ApiError;
 use crate::http_telemetry;
 use crate::idempotency::idempotent;
+use crate::openapi;
 use crate::request_context::REQUEST_ID;
 use crate::shedding::shed_writes;
 use crate::state::AppState;
@@ -74,39 +79,67 @@ fn compression() -> CompressionLayer {
     CompressionLayer::new().quality(CompressionLevel::Fastest)
 }
 
+type Route = UtoipaMethodRouter<Arc<AppState>>;
+
+/// The layers some routes have, each applied with its documentation, so
+/// the two cannot drift. Without a state (only the document is wanted)
+/// the documentation is added and the layer, which needs the state, not.
+struct RouteLayers<'a>(Option<&'a Arc<AppState>>);
+
+impl RouteLayers<'_> {
+    /// `Idempotency-Key` (see `idempotency`).
+    fn idempotent(&self, (schemas, mut paths, route): Route) -> Route {
+        openapi::idempotency_key(&mut paths);
+        let route = match self.0 {
+            Some(state) => route.layer(from_fn_with_state(state.clone(), idempotent)),
+            None => route,
+        };
+        (schemas, paths, route)
+    }
+
+    /// Shed while the read side lags (see `shedding`).
+    fn shed(&self, (schemas, mut paths, route): Route) -> Route {
+        openapi::write_shedding(&mut paths);
+        let route = match self.0 {
+            Some(state) => route.layer(from_fn_with_state(state.clone(), shed_writes)),
+            None => route,
+        };
+        (schemas, paths, route)
+    }
+}
+
+/// Every route, with its OpenAPI documentation. A route is added only
+/// through `routes!`, which takes the handler's `#[utoipa::path]`: there is
+/// no way to serve an operation the document leaves out.
+pub(crate) fn api(state: Option<&Arc<AppState>>) -> OpenApiRouter<Arc<AppState>> {
+    let layers = RouteLayers(state);
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(users::signup))
+        .routes(routes!(users::signin))
+        .routes(routes!(users::signout))
+        .routes(routes!(users::current_user))
+        .routes(layers.shed(layers.idempotent(routes!(tickets::create))))
+        .routes(routes!(tickets::list))
+        .routes(layers.shed(routes!(tickets::update)))
+        .routes(routes!(tickets::show))
+        .routes(layers.shed(layers.idempotent(routes!(orders::create))))
+        .routes(routes!(orders::list))
+        .routes(layers.idempotent(routes!(payments::create)))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(orders::show))
+        .routes(routes!(history::ticket))
+        .routes(routes!(history::order))
+        .routes(routes!(document::openapi))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics))
+}
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let idempotency = from_fn_with_state(state.clone(), idempotent);
-    let shed = from_fn_with_state(state.clone(), shed_writes);
     let remember_token = from_fn_with_state(state.clone(), remember_token);
     let request_id = HeaderName::from_static(REQUEST_ID);
-    Router::new()
-        .route("/api/users/signup", post(users::signup))
-        .route("/api/users/signin", post(users::signin))
-        .route("/api/users/signout", post(users::signout))
-        .route("/api/users/currentuser", get(users::current_user))
-        .route(
-            "/api/tickets",
-            post(tickets::create)
-                .layer(idempotency.clone())
-                .layer(shed.clone())
-                .get(tickets::list),
-        )
-        .route(
-            "/api/tickets/{id}",
-            put(tickets::update).layer(shed.clone()).get(tickets::show),
-        )
-        .route(
-            "/api/orders",
-            post(orders::create)
-                .layer(idempotency.clone())
-                .layer(shed)
-                .get(orders::list),
-        )
-        .route("/api/payments", post(payments::create).layer(idempotency))
-        .route("/api/orders/{id}", delete(orders::cancel).get(orders::show))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
+    let (routes, _) = api(Some(&state)).split_for_parts();
+    routes
         // The original platform answers 404 for any unknown method and path.
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -130,4 +163,29 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Only `routes!` documents a route, so nothing here may add one any
+    /// other way: the OpenAPI document then lists every route there is.
+    #[test]
+    fn every_route_is_added_through_routes_macro() {
+        let source = include_str!("mod.rs");
+        let code = source
+            .split_once("#[cfg(test)]")
+            .map_or(source, |(code, _)| code);
+        for bypass in [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".nest_service(",
+            ".merge(",
+        ] {
+            assert!(
+                !code.contains(bypass),
+                "routes/mod.rs adds a route with `{bypass}`: use `.routes(routes!(handler))` so it is documented"
+            );
+        }
+    }
 }

@@ -15,20 +15,74 @@ use axum::Json;
 use chrono::Utc;
 use ticketing_aggregates::{Order, OrderCommand, OrderError, OrderTicket, TicketCommand};
 use ticketing_eventstore::{CommandError, CommandMetadata};
+use utoipa::ToSchema;
 
 use crate::consistency::{with_token, ConsistencyToken, ReadAfter, View};
 use crate::current_user::SignedIn;
-use crate::error::{ApiError, ErrorEntry};
+use crate::error::{ApiError, ErrorBody, ErrorEntry};
 use crate::idempotency::NewId;
 use crate::json_body::JsonBody;
 use crate::order_cap;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
 use crate::state::AppState;
 use crate::views::OrderView;
 
+/// `{ticketId}`: the ticket an order is to reserve.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub(crate) struct NewOrder {
+    /// Trimmed; must not be empty. Not a known ticket's id: 404.
+    #[schema(format = Uuid)]
+    ticket_id: String,
+}
+
+impl NewOrder {
+    fn parse(body: &JsonBody) -> Result<Self, ApiError> {
+        body.str("ticketId")
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| NewOrder {
+                ticket_id: id.to_owned(),
+            })
+            .ok_or_else(|| {
+                ApiError::Validation(vec![ErrorEntry::field(
+                    "ticketId",
+                    "TicketId must be provided",
+                )])
+            })
+    }
+}
+
+/// Order a ticket
+///
+/// Reserves the ticket for the order's expiration window
+/// (`ORDER_EXPIRATION_SECONDS`, 15 minutes by default).
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    operation_id = "createOrder",
+    tag = "orders",
+    request_body = NewOrder,
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Placed: status `created`.", body = OrderView, headers(
+            ("X-Consistency-Token" = String, description = "The writes (order and ticket), for read-your-writes on later GETs.")
+        ), links(
+            ("ShowOrder" = (operation_id = "showOrder", parameters(("id" = "$response.body#/id"), ("header.X-Consistency-Token" = "$response.header.X-Consistency-Token")))),
+            ("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
+            ("PayOrder" = (operation_id = "createPayment", request_body = json!({ "token": "tok_visa", "orderId": "$response.body#/id" }))),
+            ("OrderHistory" = (operation_id = "orderHistory", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, description = "\"TicketId must be provided\" (field `ticketId`); \"Ticket is already reserved\"; \"You have too many open orders; pay for or cancel one first\" (over `MAX_LIVE_ORDERS_PER_USER`); a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such ticket.", body = ErrorBody),
+        (status = 503, description = "\"The service is busy; retry shortly\", or \"The outcome of the request is unknown; retry it with the same Idempotency-Key\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
@@ -37,17 +91,8 @@ pub(crate) async fn create(
     context: RequestContext,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let ticket_id = body
-        .str("ticketId")
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            ApiError::Validation(vec![ErrorEntry::field(
-                "ticketId",
-                "TicketId must be provided",
-            )])
-        })?;
-    let ticket_id = parse_id(ticket_id)?;
+    let NewOrder { ticket_id } = NewOrder::parse(&body)?;
+    let ticket_id = parse_id(&ticket_id)?;
     let order_id = order_id.to_string();
     let metadata = context.metadata(&user.id);
     let expires_at = Utc::now() + state.settings.order_expiration;
@@ -135,6 +180,27 @@ async fn release(state: &AppState, ticket_id: &str, order_id: &str, metadata: &C
     }
 }
 
+/// Cancel an order
+///
+/// Cancels the order and releases its ticket. Cancelling a cancelled order
+/// again succeeds.
+#[utoipa::path(
+    delete,
+    path = "/api/orders/{id}",
+    operation_id = "cancelOrder",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404.")),
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Cancelled, its ticket released.", headers(
+            ("X-Consistency-Token" = String, description = "The writes (order and ticket), for read-your-writes on later GETs.")
+        )),
+        (status = 400, description = "\"Cannot cancel a completed order\".", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out, or not the order's buyer.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such order.", body = ErrorBody),
+        (status = 503, description = "\"The service is busy; retry shortly\", or \"The outcome of the request is unknown; retry it with the same Idempotency-Key\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = %raw_id))]
 pub(crate) async fn cancel(
     State(state): State<Arc<AppState>>,
@@ -169,7 +235,25 @@ pub(crate) async fn cancel(
     Ok(with_token(&token, StatusCode::NO_CONTENT))
 }
 
+/// My orders
+///
 /// The caller's orders, oldest first, each with its ticket.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    operation_id = "listOrders",
+    tag = "orders",
+    params(Page, ReadAfter),
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's orders.", body = Vec<OrderView>, headers(
+            ("Link" = String, description = "`</api/orders?limit=<n>&after=<id>>; rel=\"next\"` when the page is full.")
+        )),
+        (status = 400, description = "\"limit must be an integer from 1 to <LIST_LIMIT>\"; \"after must be the id of an item of the list\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out.", body = ErrorBody),
+        (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
@@ -191,14 +275,34 @@ pub(crate) async fn list(
     Ok(page.respond("/api/orders", orders, cursor))
 }
 
+/// An order
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    operation_id = "showOrder",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id; anything else is 404."), ReadAfter, ("asOf" = Option<String>, Query, format = DateTime, description = "Time travel: the order as it was at this moment (RFC 3339, e.g. `2025-01-31T12:00:00Z`), folded from its events recorded until then (with its ticket as it was then), and without waiting for the read models. Not an RFC 3339 time: 400.")),
+    security(("session" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 400, description = "\"asOf must be an RFC 3339 time, e.g. 2025-01-31T12:00:00Z\"; \"The query string is malformed\"; \"X-Consistency-Token is malformed\"; \"X-Consistency-Token names a change that was never made\".", body = ErrorBody),
+        (status = 401, description = "\"Not authorized\": signed out, or not the order's buyer.", body = ErrorBody),
+        (status = 404, description = "\"Not Found\": no such order (with `asOf`: none yet at that moment).", body = ErrorBody),
+        (status = 503, description = "\"The read model has not caught up with your last change yet; retry shortly\" (a token in the header only), or \"The service is busy; retry shortly\".", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = %raw_id))]
 pub(crate) async fn show(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
     read_after: ReadAfter,
     RawId(raw_id): RawId,
+    AsOf(as_of): AsOf,
 ) -> Result<Json<OrderView>, ApiError> {
     let id = parse_id(&raw_id)?;
+    if let Some(at) = as_of {
+        return as_of::order(&state, &user.id, &id, at).await;
+    }
     read_after
         .wait(
             &state.applied,

@@ -9,16 +9,17 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth_limits::AuthGuard;
 use crate::current_user::MaybeSignedIn;
 use crate::email::Email;
-use crate::error::{ApiError, ErrorEntry};
+use crate::error::{ApiError, ErrorBody, ErrorEntry};
 use crate::json_body::JsonBody;
 use crate::session::{Claims, CLEARED_COOKIE};
 use crate::state::AppState;
+use crate::views::{CurrentUserView, Empty, SessionView, UserView};
 
 const EMAIL_INVALID: &str = "Email must be valid";
 
@@ -35,6 +36,68 @@ fn trimmed_password(body: &JsonBody) -> Option<&str> {
     body.str("password").map(str::trim)
 }
 
+// Validated by hand from the body (not deserialized), so that every failed
+// rule is reported at once, in the contract's words.
+/// `{email, password}` to sign up with.
+#[derive(ToSchema)]
+pub(crate) struct SignUp {
+    /// An email address (trimmed; case-insensitive).
+    #[schema(value_type = String, format = Email, max_length = 254, example = "buyer@example.com")]
+    email: Email,
+    /// 4 to 20 characters after trimming.
+    #[schema(min_length = 4, max_length = 20, example = "password")]
+    password: String,
+}
+
+impl SignUp {
+    fn parse(body: &JsonBody) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let email = parse_email(body, &mut errors);
+        let password = trimmed_password(body).filter(|p| (4..=20).contains(&p.chars().count()));
+        if password.is_none() {
+            errors.push(ErrorEntry::field(
+                "password",
+                "Password must be between 4 and 20 characters",
+            ));
+        }
+        match (email, password) {
+            (Some(email), Some(password)) => Ok(SignUp {
+                email,
+                password: password.to_owned(),
+            }),
+            _ => Err(ApiError::Validation(errors)),
+        }
+    }
+}
+
+/// `{email, password}` to sign in with.
+#[derive(ToSchema)]
+pub(crate) struct SignIn {
+    #[schema(value_type = String, format = Email, max_length = 254, example = "buyer@example.com")]
+    email: Email,
+    /// Trimmed; must not be empty.
+    #[schema(min_length = 1, example = "password")]
+    password: String,
+}
+
+impl SignIn {
+    fn parse(body: &JsonBody) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let email = parse_email(body, &mut errors);
+        let password = trimmed_password(body).filter(|p| !p.is_empty());
+        if password.is_none() {
+            errors.push(ErrorEntry::field("password", "You must supply a password"));
+        }
+        match (email, password) {
+            (Some(email), Some(password)) => Ok(SignIn {
+                email,
+                password: password.to_owned(),
+            }),
+            _ => Err(ApiError::Validation(errors)),
+        }
+    }
+}
+
 fn signed_in(
     state: &AppState,
     status: StatusCode,
@@ -46,14 +109,31 @@ fn signed_in(
         .issue(id, email)
         .context("Failed to sign the session token")?;
     let cookie = state.sessions.cookie(&token);
-    Ok((
-        status,
-        [(SET_COOKIE, cookie)],
-        Json(json!({ "id": id, "email": email })),
-    )
-        .into_response())
+    let user = UserView {
+        id: id.to_owned(),
+        email: email.to_owned(),
+    };
+    Ok((status, [(SET_COOKIE, cookie)], Json(user)).into_response())
 }
 
+/// Sign up
+///
+/// Creates the account and signs it in.
+#[utoipa::path(
+    post,
+    path = "/api/users/signup",
+    operation_id = "signUp",
+    tag = "users",
+    request_body = SignUp,
+    responses(
+        (status = 201, description = "Signed up and signed in.", body = UserView, headers(
+            ("Set-Cookie" = String, description = "The session: `session=<jwt>; path=/; max-age=<SESSION_TTL_SECONDS>; samesite=lax; httponly` (`; secure` with `SECURE_COOKIES`).")
+        )),
+        (status = 400, description = "\"Email must be valid\" (field `email`); \"Password must be between 4 and 20 characters\" (field `password`); \"Email in use\"; a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
+        (status = 429, description = "\"Too many attempts; retry later\": too many sign-ups and sign-ins from this client address (checked before validation) or for this email.", body = ErrorBody),
+        (status = 503, description = "\"The service is busy; retry shortly\": password hashing or the database is saturated.", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn signup(
     State(state): State<Arc<AppState>>,
@@ -63,18 +143,7 @@ pub(crate) async fn signup(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     guard.admit_client(&headers, peer)?;
-    let mut errors = Vec::new();
-    let email = parse_email(&body, &mut errors);
-    let password = trimmed_password(&body).filter(|p| (4..=20).contains(&p.chars().count()));
-    if password.is_none() {
-        errors.push(ErrorEntry::field(
-            "password",
-            "Password must be between 4 and 20 characters",
-        ));
-    }
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let SignUp { email, password } = SignUp::parse(&body)?;
     guard.admit_email(&email)?;
     // Checked first only to spare the hashing cost; the unique index decides.
     let taken: bool =
@@ -86,7 +155,7 @@ pub(crate) async fn signup(
     if taken {
         return Err(ApiError::BadRequest("Email in use".to_owned()));
     }
-    let hash = guard.passwords.hash(password.to_owned()).await?;
+    let hash = guard.passwords.hash(password).await?;
     let id = Uuid::now_v7();
     let inserted = sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)")
         .bind(id)
@@ -105,6 +174,22 @@ pub(crate) async fn signup(
     }
 }
 
+/// Sign in
+#[utoipa::path(
+    post,
+    path = "/api/users/signin",
+    operation_id = "signIn",
+    tag = "users",
+    request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in.", body = UserView, headers(
+            ("Set-Cookie" = String, description = "The session, as on sign-up.")
+        )),
+        (status = 400, description = "\"Email must be valid\" (field `email`); \"You must supply a password\" (field `password`); \"Invalid credentials\" for an unknown email or a wrong password; a body that is not a JSON object or not sent as `application/json`.", body = ErrorBody),
+        (status = 429, description = "\"Too many attempts; retry later\": as for sign-up (the two share their budgets).", body = ErrorBody),
+        (status = 503, description = "\"The service is busy; retry shortly\": password hashing or the database is saturated.", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn signin(
     State(state): State<Arc<AppState>>,
@@ -114,15 +199,7 @@ pub(crate) async fn signin(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     guard.admit_client(&headers, peer)?;
-    let mut errors = Vec::new();
-    let email = parse_email(&body, &mut errors);
-    let password = trimmed_password(&body).filter(|p| !p.is_empty());
-    if password.is_none() {
-        errors.push(ErrorEntry::field("password", "You must supply a password"));
-    }
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let SignIn { email, password } = SignIn::parse(&body)?;
     guard.admit_email(&email)?;
     let user: Option<(Uuid, String, String)> =
         sqlx::query_as("SELECT id, email, password_hash FROM users WHERE lower(email) = $1")
@@ -131,18 +208,30 @@ pub(crate) async fn signin(
             .await
             .context("Failed to look up the user")?;
     let stored_hash = user.as_ref().map(|(_, _, hash)| hash.clone());
-    let valid = guard
-        .passwords
-        .verify(password.to_owned(), stored_hash)
-        .await?;
+    let valid = guard.passwords.verify(password, stored_hash).await?;
     match user {
         Some((id, email, _)) if valid => signed_in(&state, StatusCode::OK, &id.to_string(), &email),
         _ => Err(ApiError::BadRequest("Invalid credentials".to_owned())),
     }
 }
 
+/// Sign out
+///
 /// Clears the cookie and revokes the session server-side, so that a copy
 /// of its token (a Bearer header, a stolen cookie) is signed out too.
+#[utoipa::path(
+    post,
+    path = "/api/users/signout",
+    operation_id = "signOut",
+    tag = "users",
+    security((), ("session" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Signed out (also when no one was signed in).", body = Empty, headers(
+            ("Set-Cookie" = String, description = "`session=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; httponly`")
+        )),
+        (status = 503, description = "\"The service is busy; retry shortly\": the revocation could not be stored.", body = ErrorBody),
+    )
+)]
 pub(crate) async fn signout(
     State(state): State<Arc<AppState>>,
     MaybeSignedIn(claims): MaybeSignedIn,
@@ -163,12 +252,30 @@ pub(crate) async fn signout(
     Ok((
         StatusCode::OK,
         [(SET_COOKIE, CLEARED_COOKIE)],
-        Json(json!({})),
+        Json(Empty {}),
     )
         .into_response())
 }
 
-pub(crate) async fn current_user(MaybeSignedIn(claims): MaybeSignedIn) -> Json<serde_json::Value> {
-    let current = claims.map(|c| json!({ "id": c.id, "email": c.email, "iat": c.iat }));
-    Json(json!({ "currentUser": current }))
+/// The current user
+///
+/// Whose session the request carries, if any; never 401.
+#[utoipa::path(
+    get,
+    path = "/api/users/currentuser",
+    operation_id = "currentUser",
+    tag = "users",
+    security((), ("session" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The session's user, or `null` when signed out.", body = CurrentUserView),
+    )
+)]
+pub(crate) async fn current_user(MaybeSignedIn(claims): MaybeSignedIn) -> Json<CurrentUserView> {
+    Json(CurrentUserView {
+        current_user: claims.map(|c| SessionView {
+            id: c.id,
+            email: c.email,
+            iat: c.iat,
+        }),
+    })
 }

@@ -10,7 +10,7 @@ use clap::Parser;
 
 /// Many threads allocate and free small buffers per request and per event;
 /// mimalloc's thread-local pools serve that with far fewer cycles than
-/// glibc's arenas (measured: README, Benchmarks).
+/// glibc's arenas (measured: docs/benchmarks.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -8,8 +8,8 @@
 //!   processor's own thread with a bounded queue: a slow or absent collector
 //!   drops spans, it never holds up a request. Without an endpoint there is
 //!   no OpenTelemetry layer at all: its bookkeeping of spans nobody reads
-//!   cost about a sixth of the write throughput under load (README,
-//!   Benchmarks), so then logs carry no trace ids and no `traceparent` is
+//!   cost about a sixth of the write throughput under load
+//!   (docs/benchmarks.md), so then logs carry no trace ids and no `traceparent` is
 //!   stored or sent.
 //! - Metrics go through the `metrics` facade to one Prometheus recorder;
 //!   every role serves them at `/metrics`.

@@ -39,7 +39,7 @@ impl Rate {
     }
 }
 
-/// What the credential endpoints allow (see the README's configuration).
+/// What the credential endpoints allow (see docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct AuthLimits {
     /// Attempts per client address. Generous: many users may share one

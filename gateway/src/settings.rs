@@ -2,7 +2,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 /// What the gateway needs to serve; the binary fills it from the environment
-/// (see the configuration table in the README).
+/// (see docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub host: IpAddr,

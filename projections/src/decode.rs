@@ -177,7 +177,7 @@ where
     })
 }
 
-/// What the fold needs of an event ([`crate::rows`]); the live projector
+/// What the fold needs of an event (the `rows` module); the live projector
 /// has no relay cursor to give, and the fold does not read it.
 impl From<ProjectedEvent> for FoldEvent {
     fn from(event: ProjectedEvent) -> Self {

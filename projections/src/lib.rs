@@ -17,7 +17,7 @@
 //!
 //! A batch is decoded at once, the rows it continues are loaded and locked
 //! with one statement per view, its events are folded onto them in memory
-//! ([`rows`], the same fold `replay rebuild` uses), and the changed rows
+//! (`rows`, the same fold `replay rebuild` uses), and the changed rows
 //! are written back with one or two multi-row statements per view: a
 //! handful of round trips per batch rather than one per event.
 //!

@@ -128,7 +128,7 @@ impl BatchReport {
 impl Projector {
     /// Projects `batch`, in order, and dead-letters what cannot be.
     ///
-    /// The batch is split into lanes by partition ([`ProjectionConfig`]'s
+    /// The batch is split into lanes by partition ([`crate::ProjectionConfig`]'s
     /// `concurrency`), applied concurrently, each in one transaction. Should
     /// an event fail, its lane's transaction is rolled back and that lane's
     /// events are applied one per transaction instead, each retried with backoff up to the configured

@@ -7,7 +7,7 @@
 //! ([`ticketing_relay::read_fold_events`]), by a reader task on a
 //! connection of its own that keeps a batch or two ahead of the fold.
 //!
-//! The rows are folded in memory per aggregate ([`crate::rows`], as the
+//! The rows are folded in memory per aggregate (`rows`, as the
 //! live projector folds them) and held there
 //! across batches, so each row is written to the shadow tables once, by a
 //! binary `COPY`, rather than once per batch. What has been folded is

@@ -3,7 +3,7 @@
 //! The topics are a transport, and a broker can lose what it acknowledged:
 //! a restart without durable storage, an unclean leader election, a topic
 //! deleted and recreated, retention removing what a stopped worker had not
-//! read. Gap healing ([`crate::apply`]) covers a lost event followed by a
+//! read. Gap healing (`apply`) covers a lost event followed by a
 //! later one of the same aggregate; nothing on the topics reveals a lost
 //! *last* event (a ticket created once and never touched again). So the read
 //! side also reads the store:

@@ -230,6 +230,110 @@ macro_rules! row {
 
 row!(TicketRow, OrderRow, PaymentRow);
 
+/// One description per read-model table, its columns in order, from which
+/// both writers are made: the binary `COPY` tuple (a rebuild's new rows)
+/// and the multi-row `UNNEST` insert or upsert (the live path). The column
+/// names are the row's field names; each field's type says how it is sent.
+macro_rules! view_table {
+    ($row:ty, $columns:ident, $tuple:ident, $store:ident, [$($field:ident),+ $(,)?]) => {
+        const $columns: &[&str] = &[$(stringify!($field)),+];
+
+        fn $tuple(out: &mut CopyBuffer, row: &$row) -> sqlx::Result<()> {
+            out.tuple(i16::try_from($columns.len()).unwrap_or(i16::MAX));
+            $( CopyField::copy(&row.$field, out)?; )+
+            Ok(())
+        }
+
+        /// Writes `rows` with one multi-row statement; how many.
+        async fn $store(
+            conn: &mut PgConnection,
+            table: &str,
+            conflict: Conflict,
+            rows: Vec<$row>,
+        ) -> Result<u64, ProjectionError> {
+            let Some(first) = rows.first() else {
+                return Ok(0);
+            };
+            let types = [$(CopyField::sql_type(&first.$field)),+];
+            let n = rows.len();
+            $( let mut $field = Vec::with_capacity(n); )+
+            for row in rows {
+                $( $field.push(row.$field); )+
+            }
+            let sql = unnest_statement(table, $columns, &types, conflict);
+            let result = sqlx::query(&sql)
+                $( .bind($field) )+
+                .execute(conn)
+                .await?;
+            conflict.check(table, n, result.rows_affected())
+        }
+    };
+}
+
+/// `INSERT INTO table (columns) SELECT * FROM UNNEST($1::type[], …)` with
+/// the conflict clause (every column but the key updated, or none).
+fn unnest_statement(table: &str, columns: &[&str], types: &[&str], conflict: Conflict) -> String {
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect();
+    let set: Vec<String> = columns
+        .iter()
+        .skip(1)
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT * FROM UNNEST({}) {}",
+        columns.join(", "),
+        arrays.join(", "),
+        conflict.clause(&set.join(", "))
+    )
+}
+
+/// A column value: its SQL type and its binary COPY encoding.
+trait CopyField {
+    fn sql_type(&self) -> &'static str;
+    fn copy(&self, out: &mut CopyBuffer) -> sqlx::Result<()>;
+}
+
+impl CopyField for String {
+    fn sql_type(&self) -> &'static str {
+        "text"
+    }
+    fn copy(&self, out: &mut CopyBuffer) -> sqlx::Result<()> {
+        out.text(self)
+    }
+}
+
+impl CopyField for Option<String> {
+    fn sql_type(&self) -> &'static str {
+        "text"
+    }
+    fn copy(&self, out: &mut CopyBuffer) -> sqlx::Result<()> {
+        out.optional_text(self.as_deref())
+    }
+}
+
+impl CopyField for i64 {
+    fn sql_type(&self) -> &'static str {
+        "bigint"
+    }
+    fn copy(&self, out: &mut CopyBuffer) -> sqlx::Result<()> {
+        out.int8(*self);
+        Ok(())
+    }
+}
+
+impl CopyField for DateTime<Utc> {
+    fn sql_type(&self) -> &'static str {
+        "timestamptz"
+    }
+    fn copy(&self, out: &mut CopyBuffer) -> sqlx::Result<()> {
+        out.timestamptz(self)
+    }
+}
+
 /// The changed rows, split into those to insert (borrowed) and those to
 /// update (copied, for the upsert's column arrays); all marked written, as
 /// they will be once the caller's transaction commits (a failure ends the
@@ -252,59 +356,64 @@ fn dirty<'a, R: Row + 'a>(rows: impl Iterator<Item = &'a mut R>) -> (Vec<&'a R>,
     (new, stored)
 }
 
-const TICKET_COLUMNS: &str =
-    "id, title, price_cents, user_id, order_id, version, last_sequence, updated_at";
+view_table!(
+    TicketRow,
+    TICKET_COLUMNS,
+    ticket_tuple,
+    store_tickets,
+    [
+        id,
+        title,
+        price_cents,
+        user_id,
+        order_id,
+        version,
+        last_sequence,
+        updated_at
+    ]
+);
 
-fn ticket_tuple(out: &mut CopyBuffer, row: &TicketRow) -> sqlx::Result<()> {
-    out.tuple(8);
-    out.text(&row.id)?;
-    out.text(&row.title)?;
-    out.int8(row.price_cents);
-    out.text(&row.user_id)?;
-    out.optional_text(row.order_id.as_deref())?;
-    out.int8(row.version);
-    out.int8(row.last_sequence);
-    out.timestamptz(&row.updated_at)
-}
+view_table!(
+    OrderRow,
+    ORDER_COLUMNS,
+    order_tuple,
+    store_orders,
+    [
+        id,
+        user_id,
+        status,
+        expires_at,
+        ticket_id,
+        ticket_title,
+        ticket_price_cents,
+        ticket_version,
+        payment_id,
+        version,
+        last_sequence,
+        placed_position,
+        updated_at
+    ]
+);
 
-const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, ticket_id, ticket_title, \
-     ticket_price_cents, ticket_version, payment_id, version, last_sequence, placed_position, \
-     updated_at";
-
-fn order_tuple(out: &mut CopyBuffer, row: &OrderRow) -> sqlx::Result<()> {
-    out.tuple(13);
-    out.text(&row.id)?;
-    out.text(&row.user_id)?;
-    out.text(&row.status)?;
-    out.timestamptz(&row.expires_at)?;
-    out.text(&row.ticket_id)?;
-    out.text(&row.ticket_title)?;
-    out.int8(row.ticket_price_cents);
-    out.int8(row.ticket_version);
-    out.optional_text(row.payment_id.as_deref())?;
-    out.int8(row.version);
-    out.int8(row.last_sequence);
-    out.int8(row.placed_position);
-    out.timestamptz(&row.updated_at)
-}
-
-const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount_cents, currency, status, stripe_id, \
-     failure_reason, version, last_sequence, updated_at";
-
-fn payment_tuple(out: &mut CopyBuffer, row: &PaymentRow) -> sqlx::Result<()> {
-    out.tuple(11);
-    out.text(&row.id)?;
-    out.text(&row.order_id)?;
-    out.text(&row.user_id)?;
-    out.int8(row.amount_cents);
-    out.text(&row.currency)?;
-    out.text(&row.status)?;
-    out.optional_text(row.stripe_id.as_deref())?;
-    out.optional_text(row.failure_reason.as_deref())?;
-    out.int8(row.version);
-    out.int8(row.last_sequence);
-    out.timestamptz(&row.updated_at)
-}
+view_table!(
+    PaymentRow,
+    PAYMENT_COLUMNS,
+    payment_tuple,
+    store_payments,
+    [
+        id,
+        order_id,
+        user_id,
+        amount_cents,
+        currency,
+        status,
+        stripe_id,
+        failure_reason,
+        version,
+        last_sequence,
+        updated_at
+    ]
+);
 
 /// Inserts `rows` into `table` with one binary `COPY`; how many. In key
 /// order: the primary key's index then grows at its end rather than at
@@ -312,7 +421,7 @@ fn payment_tuple(out: &mut CopyBuffer, row: &PaymentRow) -> sqlx::Result<()> {
 async fn copy_rows<R: Row>(
     conn: &mut PgConnection,
     table: &str,
-    columns: &str,
+    columns: &[&str],
     mut rows: Vec<&R>,
     tuple: fn(&mut CopyBuffer, &R) -> sqlx::Result<()>,
 ) -> sqlx::Result<u64> {
@@ -322,7 +431,8 @@ async fn copy_rows<R: Row>(
     rows.sort_unstable_by(|a, b| a.id().cmp(b.id()));
     let mut copy = conn
         .copy_in_raw(&format!(
-            "COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
+            "COPY {table} ({}) FROM STDIN WITH (FORMAT binary)",
+            columns.join(", ")
         ))
         .await?;
     let mut out = CopyBuffer::new();
@@ -402,205 +512,4 @@ impl CopyBuffer {
 
 fn postgres_epoch() -> DateTime<Utc> {
     DateTime::from_timestamp(946_684_800, 0).unwrap_or_default()
-}
-
-async fn store_tickets(
-    conn: &mut PgConnection,
-    table: &str,
-    conflict: Conflict,
-    rows: Vec<TicketRow>,
-) -> Result<u64, ProjectionError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let n = rows.len();
-    let (mut id, mut title, mut price, mut user, mut order) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut version, mut last, mut at) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for row in rows {
-        id.push(row.id);
-        title.push(row.title);
-        price.push(row.price_cents);
-        user.push(row.user_id);
-        order.push(row.order_id);
-        version.push(row.version);
-        last.push(row.last_sequence);
-        at.push(row.updated_at);
-    }
-    let sql = format!(
-        "INSERT INTO {} (id, title, price_cents, user_id, order_id, version, last_sequence, updated_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-                              $6::bigint[], $7::bigint[], $8::timestamptz[]) \
-         {}",
-        table,
-        conflict.clause(
-            "title = EXCLUDED.title, price_cents = EXCLUDED.price_cents, \
-             user_id = EXCLUDED.user_id, order_id = EXCLUDED.order_id, \
-             version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence, \
-             updated_at = EXCLUDED.updated_at"
-        )
-    );
-    let result = sqlx::query(&sql)
-        .bind(id)
-        .bind(title)
-        .bind(price)
-        .bind(user)
-        .bind(order)
-        .bind(version)
-        .bind(last)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    conflict.check(table, n, result.rows_affected())
-}
-
-async fn store_orders(
-    conn: &mut PgConnection,
-    table: &str,
-    conflict: Conflict,
-    rows: Vec<OrderRow>,
-) -> Result<u64, ProjectionError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let n = rows.len();
-    let mut id = Vec::with_capacity(n);
-    let mut user = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
-    let mut expires = Vec::with_capacity(n);
-    let mut ticket = Vec::with_capacity(n);
-    let mut title = Vec::with_capacity(n);
-    let mut price = Vec::with_capacity(n);
-    let mut ticket_version = Vec::with_capacity(n);
-    let mut payment = Vec::with_capacity(n);
-    let mut version = Vec::with_capacity(n);
-    let mut last = Vec::with_capacity(n);
-    let mut placed = Vec::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    for row in rows {
-        id.push(row.id);
-        user.push(row.user_id);
-        status.push(row.status);
-        expires.push(row.expires_at);
-        ticket.push(row.ticket_id);
-        title.push(row.ticket_title);
-        price.push(row.ticket_price_cents);
-        ticket_version.push(row.ticket_version);
-        payment.push(row.payment_id);
-        version.push(row.version);
-        last.push(row.last_sequence);
-        placed.push(row.placed_position);
-        at.push(row.updated_at);
-    }
-    let sql = format!(
-        "INSERT INTO {} (id, user_id, status, expires_at, ticket_id, ticket_title, \
-                         ticket_price_cents, ticket_version, payment_id, version, last_sequence, \
-                         placed_position, updated_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], \
-                              $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], \
-                              $11::bigint[], $12::bigint[], $13::timestamptz[]) \
-         {}",
-        table,
-        conflict.clause(
-            "user_id = EXCLUDED.user_id, status = EXCLUDED.status, \
-             expires_at = EXCLUDED.expires_at, ticket_id = EXCLUDED.ticket_id, \
-             ticket_title = EXCLUDED.ticket_title, ticket_price_cents = EXCLUDED.ticket_price_cents, \
-             ticket_version = EXCLUDED.ticket_version, payment_id = EXCLUDED.payment_id, \
-             version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence, \
-             placed_position = EXCLUDED.placed_position, updated_at = EXCLUDED.updated_at"
-        )
-    );
-    let result = sqlx::query(&sql)
-        .bind(id)
-        .bind(user)
-        .bind(status)
-        .bind(expires)
-        .bind(ticket)
-        .bind(title)
-        .bind(price)
-        .bind(ticket_version)
-        .bind(payment)
-        .bind(version)
-        .bind(last)
-        .bind(placed)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    conflict.check(table, n, result.rows_affected())
-}
-
-async fn store_payments(
-    conn: &mut PgConnection,
-    table: &str,
-    conflict: Conflict,
-    rows: Vec<PaymentRow>,
-) -> Result<u64, ProjectionError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let n = rows.len();
-    let mut id = Vec::with_capacity(n);
-    let mut order = Vec::with_capacity(n);
-    let mut user = Vec::with_capacity(n);
-    let mut amount = Vec::with_capacity(n);
-    let mut currency = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
-    let mut stripe = Vec::with_capacity(n);
-    let mut reason = Vec::with_capacity(n);
-    let mut version = Vec::with_capacity(n);
-    let mut last = Vec::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    for row in rows {
-        id.push(row.id);
-        order.push(row.order_id);
-        user.push(row.user_id);
-        amount.push(row.amount_cents);
-        currency.push(row.currency);
-        status.push(row.status);
-        stripe.push(row.stripe_id);
-        reason.push(row.failure_reason);
-        version.push(row.version);
-        last.push(row.last_sequence);
-        at.push(row.updated_at);
-    }
-    let sql = format!(
-        "INSERT INTO {} (id, order_id, user_id, amount_cents, currency, status, stripe_id, \
-                         failure_reason, version, last_sequence, updated_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-                              $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], \
-                              $11::timestamptz[]) \
-         {}",
-        table,
-        conflict.clause(
-            "order_id = EXCLUDED.order_id, user_id = EXCLUDED.user_id, \
-             amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency, \
-             status = EXCLUDED.status, stripe_id = EXCLUDED.stripe_id, \
-             failure_reason = EXCLUDED.failure_reason, version = EXCLUDED.version, \
-             last_sequence = EXCLUDED.last_sequence, updated_at = EXCLUDED.updated_at"
-        )
-    );
-    let result = sqlx::query(&sql)
-        .bind(id)
-        .bind(order)
-        .bind(user)
-        .bind(amount)
-        .bind(currency)
-        .bind(status)
-        .bind(stripe)
-        .bind(reason)
-        .bind(version)
-        .bind(last)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    conflict.check(table, n, result.rows_affected())
 }

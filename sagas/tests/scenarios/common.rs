@@ -168,6 +168,19 @@ impl Fixture {
         order_id
     }
 
+    /// The buyer cancels `order_id`; it must be accepted.
+    pub(crate) async fn cancel(&self, order_id: &str) {
+        let cancel = OrderCommand::Cancel {
+            user_id: BUYER.to_owned(),
+        };
+        let _ = self
+            .commands
+            .orders
+            .execute(order_id, cancel, &metadata())
+            .await
+            .unwrap();
+    }
+
     pub(crate) async fn reserved_by(&self, ticket_id: &str) -> Option<String> {
         let ticket = self.commands.tickets.load(ticket_id).await.unwrap();
         ticket.order_id().map(str::to_owned)

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
-use ticketing_aggregates::{OrderCommand, OrderStatus, PaymentStatus};
+use ticketing_aggregates::{OrderStatus, PaymentStatus};
 use ticketing_sagas::circuit_breaker::GuardedProvider;
 use ticketing_sagas::stripe::StripeProvider;
 use ticketing_sagas::stripe_stand_in::SECRET_KEY;
@@ -258,18 +258,7 @@ async fn a_replayed_5xx_without_a_charge_fails_within_the_bound_and_frees_the_or
     assert_eq!(payment.status(), PaymentStatus::Failed);
     assert!(fixture.stripe.charges_for(&order).is_empty());
     // No longer blocked: the buyer can cancel and the ticket is freed.
-    let _ = fixture
-        .commands
-        .orders
-        .execute(
-            &order,
-            OrderCommand::Cancel {
-                user_id: BUYER.to_owned(),
-            },
-            &metadata(),
-        )
-        .await
-        .unwrap();
+    fixture.cancel(&order).await;
     fixture.drain(&worker).await;
     assert_eq!(fixture.reserved_by(&ticket).await, None);
 }

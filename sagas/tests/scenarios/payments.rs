@@ -1,6 +1,6 @@
 use chrono::{Duration, Utc};
 use std::time::Duration as StdDuration;
-use ticketing_aggregates::{OrderCommand, OrderError, OrderStatus, PaymentStatus};
+use ticketing_aggregates::{OrderError, OrderStatus, PaymentStatus};
 use ticketing_eventstore::CommandError;
 use ticketing_sagas::{BreakerSettings, PayError, PayRequest};
 use uuid::Uuid;
@@ -144,18 +144,7 @@ async fn a_cancelled_or_foreign_order_cannot_be_paid() {
         "{refused:?}"
     );
 
-    let _ = fixture
-        .commands
-        .orders
-        .execute(
-            &order,
-            OrderCommand::Cancel {
-                user_id: BUYER.to_owned(),
-            },
-            &metadata(),
-        )
-        .await
-        .unwrap();
+    fixture.cancel(&order).await;
     let refused = fixture
         .payments
         .pay(&pay_with(&order, "tok_visa"), &metadata())

@@ -1,9 +1,9 @@
 use chrono::{Duration, Utc};
-use ticketing_aggregates::{OrderCommand, TicketCommand};
+use ticketing_aggregates::TicketCommand;
 use ticketing_sagas::reservation_repair;
 use uuid::Uuid;
 
-use crate::common::{metadata, Fixture, BUYER};
+use crate::common::{metadata, Fixture};
 
 #[tokio::test]
 async fn a_reservation_whose_order_was_never_recorded_is_released() {
@@ -40,18 +40,7 @@ async fn a_cancelled_order_whose_release_was_lost_gets_its_ticket_released() {
         .order(&ticket, Utc::now() + Duration::minutes(15))
         .await;
     // Cancelled, and the process died before releasing the ticket.
-    let _ = fixture
-        .commands
-        .orders
-        .execute(
-            &order,
-            OrderCommand::Cancel {
-                user_id: BUYER.to_owned(),
-            },
-            &metadata(),
-        )
-        .await
-        .unwrap();
+    fixture.cancel(&order).await;
     assert_eq!(
         fixture.reserved_by(&ticket).await.as_deref(),
         Some(order.as_str())

@@ -162,6 +162,9 @@ impl Drop for TestApp {
     }
 }
 
+/// The password every test user has.
+pub(crate) const PASSWORD: &str = "password";
+
 pub(crate) fn unique_email() -> String {
     format!("user-{}@test.com", Uuid::new_v4().simple())
 }
@@ -202,15 +205,19 @@ impl TestApp {
         client.get(self.url(path)).send().await.expect("request")
     }
 
+    /// Signs `email` up on `client` with the tests' password; the answer.
+    pub(crate) async fn sign_up_as(&self, client: &Client, email: &str) -> Response {
+        self.post(
+            client,
+            "/api/users/signup",
+            json!({ "email": email, "password": PASSWORD }),
+        )
+        .await
+    }
+
     /// Signs a new user up on `client`; returns the user's id.
     pub(crate) async fn sign_up(&self, client: &Client) -> String {
-        let response = self
-            .post(
-                client,
-                "/api/users/signup",
-                json!({ "email": unique_email(), "password": "password" }),
-            )
-            .await;
+        let response = self.sign_up_as(client, &unique_email()).await;
         assert_eq!(response.status(), StatusCode::CREATED);
         body(response).await["id"]
             .as_str()

@@ -39,13 +39,7 @@ async fn current_user(app: &TestApp, token: &str) -> Value {
 async fn a_signed_out_token_is_refused_and_other_sessions_go_on() {
     let app = spawn_app().await;
     let email = unique_email();
-    let response = app
-        .post(
-            &app.client,
-            "/api/users/signup",
-            json!({ "email": email, "password": "password" }),
-        )
-        .await;
+    let response = app.sign_up_as(&app.client, &email).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let phone = session_token(&app, &email).await;
     let laptop = session_token(&app, &email).await;

@@ -9,13 +9,7 @@ async fn signup_creates_the_user_and_starts_a_session() {
     let app = spawn_app().await;
     let email = unique_email();
 
-    let response = app
-        .post(
-            &app.client,
-            "/api/users/signup",
-            json!({ "email": email, "password": "password" }),
-        )
-        .await;
+    let response = app.sign_up_as(&app.client, &email).await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
     let cookie = response.headers()["set-cookie"]
@@ -111,13 +105,7 @@ async fn signup_rejects_invalid_input_with_one_entry_per_rule() {
 async fn signup_with_an_email_in_use_is_rejected_whatever_its_case() {
     let app = spawn_app().await;
     let email = unique_email();
-    let first = app
-        .post(
-            &app.client,
-            "/api/users/signup",
-            json!({ "email": email, "password": "password" }),
-        )
-        .await;
+    let first = app.sign_up_as(&app.client, &email).await;
     assert_eq!(first.status(), StatusCode::CREATED);
 
     for again in [email.clone(), email.to_uppercase()] {

@@ -83,8 +83,8 @@ pub(crate) fn spawn(
                 }
             };
             let mut more = false;
-            if let Some(bound) = bound {
-                match follow_step(&pool, bound, config.batch).await {
+            if let Some((bound, published)) = bound {
+                match follow_step(&pool, bound, published, config.batch).await {
                     Ok(report) => {
                         failures = 0;
                         metrics.record_followed(&report);
@@ -140,39 +140,49 @@ impl PublishedHistory {
     }
 }
 
+/// What the relay had published `grace` ago, and what it has published
+/// now.
 async fn current_bound(
     pool: &PgPool,
     published: &mut PublishedHistory,
     grace: Duration,
-) -> sqlx::Result<Option<Cursor>> {
+) -> sqlx::Result<Option<(Cursor, Cursor)>> {
     let mut conn = pool.acquire().await?;
     let Some(cursor) = ticketing_relay::published_cursor(&mut conn).await? else {
         return Ok(None);
     };
-    Ok(published.bound(Instant::now(), cursor, grace))
+    Ok(published
+        .bound(Instant::now(), cursor, grace)
+        .map(|bound| (bound, cursor)))
 }
 
 /// One step: the events after the read side's cursor up to `bound`, at most
 /// `batch` of them, checked and healed, and the cursor moved past them.
+/// `published` is the relay's position now (`bound` is an older one).
 pub async fn follow_step(
     pool: &PgPool,
     bound: Cursor,
+    published: Cursor,
     batch: i64,
 ) -> Result<FollowReport, ProjectionError> {
     let mut tx = pool.begin().await?;
     let Some(mut cursor) = lock_cursor(&mut tx).await? else {
         return Ok(FollowReport::default());
     };
-    if cursor > bound {
+    if cursor > published {
         // Only a store restored from a backup (its positions rebased) or a
         // relay cursor reset moves the relay behind the read side: check
         // everything again rather than skip what is now below the cursor.
         tracing::warn!(
             ?cursor,
-            ?bound,
+            ?published,
             "the read side's position is ahead of the relay's; checking the store from the start"
         );
         cursor = Cursor::default();
+    } else if cursor >= bound {
+        // Another worker, whose view of the relay is more recent, followed
+        // further: nothing is due here yet.
+        return Ok(FollowReport::default());
     }
     let events = events_between(&mut tx, cursor, bound, batch).await?;
     let mut report = FollowReport {

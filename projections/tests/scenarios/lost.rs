@@ -12,8 +12,9 @@ use rdkafka::ClientConfig;
 use sqlx::PgPool;
 use ticketing_aggregates::{Money, Ticket, TicketCommand, Title};
 use ticketing_eventstore::{CommandExecutor, CommandMetadata};
+use ticketing_projections::reconcile::follow::follow_step;
 use ticketing_projections::ProjectionConfig;
-use ticketing_relay::{provision_topics, Relay, RelayConfig};
+use ticketing_relay::{provision_topics, Cursor, Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{self, eventually, RunningProjector, TestDb, TestResult};
@@ -199,5 +200,50 @@ async fn the_sweep_heals_a_row_deleted_by_hand_and_a_row_set_back() -> TestResul
     assert!(worker.metrics.snapshot().store_divergences >= 2);
     worker.stop().await?;
     relay.stop().await?;
+    db.drop().await
+}
+
+async fn cursor_of(pool: &PgPool, order: &str) -> anyhow::Result<Cursor> {
+    let (transaction_id, global_position): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         ORDER BY transaction_id {order}, global_position {order} LIMIT 1"
+    ))
+    .fetch_one(pool)
+    .await?;
+    Ok(Cursor {
+        transaction_id,
+        global_position,
+    })
+}
+
+#[tokio::test]
+async fn a_worker_with_an_older_view_of_the_relay_leaves_the_position_alone() -> TestResult {
+    // Arrange: three tickets, all published, all followed by one worker.
+    let db = TestDb::create().await?;
+    tickets(&db.pool, "Followed", 3).await?;
+    let (first, last) = (
+        cursor_of(&db.pool, "ASC").await?,
+        cursor_of(&db.pool, "DESC").await?,
+    );
+    let followed = follow_step(&db.pool, last, last, 100).await?;
+    assert_eq!(
+        (followed.checked, followed.behind, followed.healed),
+        (6, 3, 6)
+    );
+
+    // Act: a worker that saw the relay earlier (its bound is older) steps.
+    let behind = follow_step(&db.pool, first, last, 100).await?;
+    // And one that finds the relay itself behind the position (a restored
+    // store) checks everything again.
+    let restored = follow_step(&db.pool, first, first, 100).await?;
+
+    // Assert: the first changes nothing; the second re-reads from the
+    // start, finds nothing behind, and heals nothing twice.
+    assert_eq!(behind, Default::default());
+    assert_eq!(
+        (restored.checked, restored.behind, restored.healed),
+        (1, 0, 0)
+    );
+    assert_eq!(db.applied_events().await?, 6);
     db.drop().await
 }

@@ -4,7 +4,8 @@
 //! `If-None-Match` names it gets 304 without the body. The tag is weak
 //! (`W/`): the same representation is sent compressed or not. A consistency
 //! wait happens before the body is built, so a tag never stands for a page
-//! older than the request's token.
+//! older than the request's token. A page served from memory (see
+//! `page_cache`) comes with its tag, computed once when it was built.
 //!
 //! `Cache-Control` says who may keep an answer: public lists and tickets
 //! may be stored anywhere but revalidated on every use; what belongs to
@@ -42,12 +43,22 @@ pub(crate) async fn conditional_get(request: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return ApiError::Unexpected(anyhow::anyhow!("a response body could not be read"))
-            .into_response();
+    // A page from memory carries its tag: its body need not be read.
+    let known = parts
+        .headers
+        .get(ETAG)
+        .and_then(|tag| tag.to_str().ok())
+        .map(str::to_owned);
+    let (tag, body) = match known {
+        Some(tag) => (tag, body),
+        None => {
+            let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+                return ApiError::Unexpected(anyhow::anyhow!("a response body could not be read"))
+                    .into_response();
+            };
+            (etag_of(&bytes), Body::from(bytes))
+        }
     };
-    let digest = Sha256::digest(&bytes);
-    let tag = format!("W/\"{}\"", hex(&digest[..16]));
     let cache = if private {
         "private, no-cache"
     } else {
@@ -67,7 +78,14 @@ pub(crate) async fn conditional_get(request: Request, next: Next) -> Response {
         let _ = parts.headers.remove(axum::http::header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::empty());
     }
-    Response::from_parts(parts, Body::from(bytes))
+    Response::from_parts(parts, body)
+}
+
+/// The weak tag of a body: a digest, so it changes exactly when the body
+/// does.
+pub(crate) fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("W/\"{}\"", hex(&digest[..16]))
 }
 
 /// `If-None-Match` names `tag`, by the weak comparison (RFC 9110 13.1.2).

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{FromRequestParts, Request, State};
@@ -314,15 +314,21 @@ pub(crate) enum ReadAfter {
 
 impl ReadAfter {
     /// Waits for the token's writes to the `views` this query reads.
+    /// Returns when the wait ended if there was one: a page computed from
+    /// a query started before then may not show those writes (see
+    /// `page_cache`).
     pub(crate) async fn wait(
         &self,
         watch: &AppliedWatch,
         timeout: Duration,
         views: &[View],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Instant>, ApiError> {
         match self {
-            ReadAfter::None => Ok(()),
-            ReadAfter::Header(token) => token.wait(watch, timeout).await,
+            ReadAfter::None => Ok(None),
+            ReadAfter::Header(token) => {
+                token.wait(watch, timeout).await?;
+                Ok(Some(Instant::now()))
+            }
             ReadAfter::Cookie(token) => {
                 let read = ConsistencyToken(
                     token
@@ -333,11 +339,12 @@ impl ReadAfter {
                         .collect(),
                 );
                 if read.0.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 match read.wait(watch, timeout).await {
-                    Err(ApiError::Unavailable(_)) => Ok(()),
-                    other => other,
+                    // Served as is, but still no older than a fresh query.
+                    Ok(()) | Err(ApiError::Unavailable(_)) => Ok(Some(Instant::now())),
+                    Err(other) => Err(other),
                 }
             }
         }

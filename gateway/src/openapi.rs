@@ -38,7 +38,11 @@ cookie holding it); a GET sending the token back, in the header or the \
 cookie, waits (bounded) until the read models show that write.
 
 Every response carries `X-Request-Id`. Successful GETs under `/api/` carry \
-a weak `ETag` and `Cache-Control`; `If-None-Match` naming the tag gets 304.";
+a weak `ETag` and `Cache-Control`; `If-None-Match` naming the tag gets 304.
+
+The ticket list, a ticket and the caller's orders may be served from \
+memory: dropped as soon as the read models change, and never older than \
+the consistency token a GET carries.";
 
 /// The document as the code describes it.
 pub fn openapi_document() -> OpenApi {

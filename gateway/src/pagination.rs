@@ -15,6 +15,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::page_cache::Rendered;
 use crate::state::AppState;
 
 /// A page of a list: `?limit=&after=`.
@@ -111,43 +112,44 @@ impl FromRequestParts<Arc<AppState>> for HistoryPage {
 
 impl HistoryPage {
     /// The events as a JSON array, with a link to the next page when this
-    /// one is full (see [`Page::respond`]).
+    /// one is full (see [`Page::render`]).
     pub(crate) fn respond<T: Serialize>(
         &self,
         path: &str,
         items: Vec<T>,
         cursor: Option<String>,
     ) -> Response {
-        respond(self.limit, path, items, cursor)
+        let link = next_link(self.limit, path, items.len(), cursor.as_deref());
+        let mut response = Json(items).into_response();
+        if let Some(link) = link {
+            let _ = response.headers_mut().insert(LINK, link);
+        }
+        response
     }
 }
 
 impl Page {
     /// The items as a JSON array, with a link to the next page when this one
-    /// is full. `cursor` gives the value to continue after.
-    pub(crate) fn respond<T: Serialize>(
+    /// is full (`cursor`: the value to continue after); rendered for the
+    /// page cache.
+    pub(crate) fn render<T: Serialize>(
         &self,
         path: &str,
-        items: Vec<T>,
-        cursor: Option<String>,
-    ) -> Response {
-        respond(self.limit, path, items, cursor)
+        items: &[T],
+        cursor: Option<&str>,
+    ) -> Result<Rendered, ApiError> {
+        let mut rendered = Rendered::json(&items)?;
+        rendered.link = next_link(self.limit, path, items.len(), cursor);
+        Ok(rendered)
     }
 }
 
-fn respond<T: Serialize>(
-    limit: i64,
-    path: &str,
-    items: Vec<T>,
-    cursor: Option<String>,
-) -> Response {
-    let full = i64::try_from(items.len()).is_ok_and(|n| n == limit);
-    let mut response = Json(items).into_response();
-    if let (true, Some(cursor)) = (full, cursor) {
-        let link = format!("<{path}?limit={limit}&after={cursor}>; rel=\"next\"");
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            let _ = response.headers_mut().insert(LINK, value);
-        }
-    }
-    response
+/// The `Link` to the next page when this one (of `len` items) is full.
+fn next_link(limit: i64, path: &str, len: usize, cursor: Option<&str>) -> Option<HeaderValue> {
+    let full = i64::try_from(len).is_ok_and(|n| n == limit);
+    let cursor = cursor.filter(|_| full)?;
+    HeaderValue::from_str(&format!(
+        "<{path}?limit={limit}&after={cursor}>; rel=\"next\""
+    ))
+    .ok()
 }

@@ -28,6 +28,12 @@ pub struct GatewaySettings {
     pub max_live_orders: u32,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// Memory for pages served without a query (bodies and keys), in
+    /// bytes; 0 turns the page cache off.
+    pub page_cache_bytes: u64,
+    /// How long a page may be served from memory at most; it is dropped
+    /// sooner when the read models change (see `page_cache`).
+    pub page_cache_max_age: Duration,
 }
 
 impl GatewaySettings {
@@ -45,6 +51,8 @@ impl GatewaySettings {
             list_limit: 1000,
             max_live_orders: 10,
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
+            page_cache_bytes: 64 * 1024 * 1024,
+            page_cache_max_age: Duration::from_secs(1),
         }
     }
 }

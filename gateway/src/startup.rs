@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::auth_limits::{spawn_pruning, AuthGuard, AuthLimits};
 use crate::http_server::{serve, HttpLimits};
+use crate::page_cache::{PageCache, ReadGeneration};
 use crate::routes::router;
 use crate::settings::GatewaySettings;
 use crate::shedding::{BacklogGauge, WriteShedding};
@@ -95,6 +96,27 @@ impl Application {
     pub fn with_write_shedding(mut self, bound: u64, backlog: BacklogGauge) -> Self {
         self.state.shedding = (bound > 0).then_some(WriteShedding { bound, backlog });
         self
+    }
+
+    /// Serves hot pages from memory (`PAGE_CACHE_BYTES`), keyed by
+    /// `generation`, which must move after every change the read models
+    /// commit (the projection worker of this process counts them). Without
+    /// it nothing is cached.
+    #[must_use]
+    pub fn with_read_generation(mut self, generation: ReadGeneration) -> Self {
+        let settings = &self.state.settings;
+        self.state.pages = PageCache::new(
+            settings.page_cache_bytes,
+            settings.page_cache_max_age,
+            Some(generation),
+        );
+        self
+    }
+
+    /// Whether pages are served from memory (see
+    /// [`Application::with_read_generation`]).
+    pub fn caches_pages(&self) -> bool {
+        self.state.pages.is_enabled()
     }
 
     /// Replaces the default timeouts and connection cap of the listener.

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use ticketing_sagas::{Commands, PaymentService};
 
 use crate::consistency::AppliedWatch;
+use crate::page_cache::PageCache;
 use crate::revocation::Revocations;
 use crate::session::SessionKeys;
 use crate::settings::GatewaySettings;
@@ -14,6 +15,9 @@ pub(crate) struct AppState {
     pub(crate) pool: PgPool,
     /// What reads with a consistency token wait on.
     pub(crate) applied: AppliedWatch,
+    /// Hot pages kept in memory; off until the read side's generation is
+    /// known (`Application::with_read_generation`).
+    pub(crate) pages: PageCache,
     pub(crate) sessions: SessionKeys,
     /// The executors, with the saga timers attached to their commits.
     pub(crate) commands: Arc<Commands>,
@@ -45,6 +49,7 @@ impl AppState {
             commands,
             payments,
             applied: AppliedWatch::new(pool.clone()),
+            pages: PageCache::new(settings.page_cache_bytes, settings.page_cache_max_age, None),
             pool,
             settings,
             readiness: Vec::new(),

@@ -139,6 +139,16 @@ impl Default for ProjectionMetrics {
 }
 
 impl ProjectionMetrics {
+    /// Moves after every commit that changed a view (events applied, from
+    /// the topics or healed from the store), counted after the commit: the
+    /// gateway's page cache keys its entries by it. Cheap: no lock.
+    pub fn views_changed(&self) -> u64 {
+        self.applied
+            .load(Ordering::Acquire)
+            .wrapping_add(self.store_healed_events.load(Ordering::Acquire))
+            .wrapping_add(self.store_divergences.load(Ordering::Acquire))
+    }
+
     pub fn snapshot(&self) -> ProjectionMetricsSnapshot {
         let histogram = lock(&self.processing_micros);
         let micros = |quantile: f64| Duration::from_micros(histogram.value_at_quantile(quantile));

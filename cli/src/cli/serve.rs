@@ -266,6 +266,29 @@ pub(crate) struct Arg {
     )]
     idempotency_retention_hours: u64,
 
+    /// Memory for hot pages (the ticket list, tickets, each user's orders)
+    /// served without a query, in bytes; 0 turns it off. Needs the
+    /// projection worker in this process (it says when pages change).
+    #[arg(
+        help_heading = "API behaviour",
+        long,
+        env = "PAGE_CACHE_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    page_cache_bytes: u64,
+
+    /// How long a page may be served from memory at most, in milliseconds:
+    /// the bound for view changes the projection worker of this process
+    /// does not make (a repair or rebuild run elsewhere); its own changes
+    /// drop the pages at once.
+    #[arg(
+        help_heading = "API behaviour",
+        long,
+        env = "PAGE_CACHE_MAX_AGE_MS",
+        default_value_t = 1_000
+    )]
+    page_cache_max_age_ms: u64,
+
     /// Threads of the runtime the relay and the projection worker run on,
     /// apart from the HTTP connections', so that thousands of connections
     /// cannot starve the read side of CPU.
@@ -349,6 +372,8 @@ impl Arg {
             list_limit: self.list_limit,
             max_live_orders: self.max_live_orders_per_user,
             idempotency_retention: Duration::from_secs(self.idempotency_retention_hours * 3_600),
+            page_cache_bytes: self.page_cache_bytes,
+            page_cache_max_age: Duration::from_millis(self.page_cache_max_age_ms),
         };
         let sagas = self.saga.wire(&pool)?;
         let app = Application::build_with(
@@ -397,6 +422,13 @@ impl Arg {
         if let Some(projector) = &projector {
             readiness.push(("projections", projector.readiness.clone()));
             app = app.with_readiness_check("projections", projector.readiness.clone());
+            // The page cache's generation: what this process's projection
+            // worker committed to the views.
+            let metrics = Arc::clone(&projector.metrics);
+            app = app.with_read_generation(Arc::new(move || metrics.views_changed()));
+        }
+        if !app.caches_pages() && self.page_cache_bytes > 0 {
+            tracing::info!("the page cache is off: it needs the projections in this process");
         }
         // Shedding reads the backlog and lag of the relay and projector in
         // this process; a gateway alone leaves it to the workers' alerts.

@@ -23,6 +23,7 @@ use crate::error::{ApiError, ErrorBody, ErrorEntry};
 use crate::idempotency::NewId;
 use crate::json_body::JsonBody;
 use crate::order_cap;
+use crate::page_cache::PageKey;
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
@@ -261,18 +262,30 @@ pub(crate) async fn list(
     read_after: ReadAfter,
     page: Page,
 ) -> Result<Response, ApiError> {
-    read_after
+    let fresh_after = read_after
         .wait(
             &state.applied,
             state.settings.consistency_wait,
             &[View::Order, View::Ticket],
         )
         .await?;
-    let rows =
-        read_models::orders_of(&state.pool, &user.id, page.after.as_deref(), page.limit).await?;
-    let cursor = rows.last().map(|row| row.id.clone());
-    let orders: Vec<OrderView> = rows.into_iter().map(OrderView::from).collect();
-    Ok(page.respond("/api/orders", orders, cursor))
+    // The user is part of the key: one user's page never answers another.
+    let key = PageKey::Orders {
+        user_id: user.id.clone(),
+        limit: page.limit,
+        after: page.after.clone(),
+    };
+    state
+        .pages
+        .serve(key, fresh_after, || async {
+            let rows =
+                read_models::orders_of(&state.pool, &user.id, page.after.as_deref(), page.limit)
+                    .await?;
+            let cursor = rows.last().map(|row| row.id.clone());
+            let orders: Vec<OrderView> = rows.into_iter().map(OrderView::from).collect();
+            page.render("/api/orders", &orders, cursor.as_deref())
+        })
+        .await
 }
 
 /// An order

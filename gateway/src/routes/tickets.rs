@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 use ticketing_aggregates::{
@@ -19,6 +19,7 @@ use crate::current_user::SignedIn;
 use crate::error::{ApiError, ErrorBody, ErrorEntry};
 use crate::idempotency::NewId;
 use crate::json_body::JsonBody;
+use crate::page_cache::{PageKey, Rendered};
 use crate::pagination::Page;
 use crate::read_models;
 use crate::request_context::RequestContext;
@@ -239,18 +240,28 @@ pub(crate) async fn list(
     read_after: ReadAfter,
     page: Page,
 ) -> Result<Response, ApiError> {
-    read_after
+    let fresh_after = read_after
         .wait(
             &state.applied,
             state.settings.consistency_wait,
             &[View::Ticket],
         )
         .await?;
-    let rows =
-        read_models::available_tickets(&state.pool, page.after.as_deref(), page.limit).await?;
-    let cursor = rows.last().map(|row| row.id.clone());
-    let tickets: Vec<TicketView> = rows.into_iter().map(TicketView::from).collect();
-    Ok(page.respond("/api/tickets", tickets, cursor))
+    let key = PageKey::Tickets {
+        limit: page.limit,
+        after: page.after.clone(),
+    };
+    state
+        .pages
+        .serve(key, fresh_after, || async {
+            let rows =
+                read_models::available_tickets(&state.pool, page.after.as_deref(), page.limit)
+                    .await?;
+            let cursor = rows.last().map(|row| row.id.clone());
+            let tickets: Vec<TicketView> = rows.into_iter().map(TicketView::from).collect();
+            page.render("/api/tickets", &tickets, cursor.as_deref())
+        })
+        .await
 }
 
 /// A ticket
@@ -273,20 +284,28 @@ pub(crate) async fn show(
     read_after: ReadAfter,
     RawId(raw_id): RawId,
     AsOf(as_of): AsOf,
-) -> Result<Json<TicketView>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
     if let Some(at) = as_of {
-        return as_of::ticket(&state, &id, at).await;
+        return as_of::ticket(&state, &id, at)
+            .await
+            .map(IntoResponse::into_response);
     }
-    read_after
+    let fresh_after = read_after
         .wait(
             &state.applied,
             state.settings.consistency_wait,
             &[View::Ticket],
         )
         .await?;
-    let row = read_models::ticket(&state.pool, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(TicketView::from(row)))
+    let key = PageKey::Ticket { id: id.clone() };
+    state
+        .pages
+        .serve(key, fresh_after, || async {
+            let row = read_models::ticket(&state.pool, &id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            Rendered::json(&TicketView::from(row))
+        })
+        .await
 }

@@ -92,6 +92,23 @@ async fn spawn_app_on(
     configure: impl FnOnce(&mut GatewaySettings),
     build: impl FnOnce(Application) -> Application,
 ) -> TestApp {
+    let (address, stripe) = serve_on(pool, group_commit, configure, build).await;
+    TestApp {
+        address,
+        pool: database.pool().clone(),
+        client: new_client(),
+        stripe,
+        database: Some(database),
+    }
+}
+
+/// Starts a gateway with `pool`; returns its address and Stripe stand-in.
+async fn serve_on(
+    pool: PgPool,
+    group_commit: GroupCommit,
+    configure: impl FnOnce(&mut GatewaySettings),
+    build: impl FnOnce(Application) -> Application,
+) -> (String, StripeStandIn) {
     let mut settings = GatewaySettings::local(JWT_KEY);
     settings.port = 0;
     configure(&mut settings);
@@ -124,12 +141,28 @@ async fn spawn_app_on(
     let app = build(app);
     let address = format!("http://127.0.0.1:{}", app.port());
     let _server = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp {
-        address,
-        pool: database.pool().clone(),
-        client: new_client(),
-        stripe,
-        database: Some(database),
+    (address, stripe)
+}
+
+impl TestApp {
+    /// Another gateway over this app's database, configured by
+    /// `configure` (e.g. without the page cache); dropping it leaves the
+    /// database to this app.
+    pub(crate) async fn twin(&self, configure: impl FnOnce(&mut GatewaySettings)) -> TestApp {
+        let (address, stripe) = serve_on(
+            self.pool.clone(),
+            GroupCommit::default(),
+            configure,
+            |app| app,
+        )
+        .await;
+        TestApp {
+            address,
+            pool: self.pool.clone(),
+            client: new_client(),
+            stripe,
+            database: None,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod idempotency;
 mod openapi;
 mod orders;
 mod overload;
+mod page_cache;
 mod payments;
 mod read_after;
 mod sessions;

@@ -181,7 +181,9 @@ pub async fn follow_step(
         cursor = Cursor::default();
     } else if cursor >= bound {
         // Another worker, whose view of the relay is more recent, followed
-        // further: nothing is due here yet.
+        // further: nothing is due here yet. Ended now, not when the
+        // transaction is dropped: the row stays locked until then.
+        tx.rollback().await?;
         return Ok(FollowReport::default());
     }
     let events = events_between(&mut tx, cursor, bound, batch).await?;

@@ -356,6 +356,9 @@ async fn sweep_range(
         return Ok(None);
     }
     let Some(bound) = read_side_cursor(&mut tx).await? else {
+        // Ended now: the lock would be held until the dropped transaction's
+        // rollback reaches the server.
+        tx.rollback().await?;
         return Ok(None);
     };
     let range = compare_range(&mut tx, kind, after, batch, bound).await?;

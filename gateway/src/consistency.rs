@@ -115,20 +115,7 @@ impl ConsistencyToken {
     ) -> Result<(), ApiError> {
         let kinds: Vec<&str> = self.0.iter().map(|m| m.view.name()).collect();
         let ids: Vec<&str> = self.0.iter().map(|m| m.id.as_str()).collect();
-        let marks: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT coalesce(CASE m.kind \
-                        WHEN 'ticket' THEN (SELECT last_sequence FROM ticket_views WHERE id = m.id) \
-                        ELSE (SELECT last_sequence FROM order_views WHERE id = m.id) END, 0), \
-                    coalesce((SELECT max(sequence) FROM events \
-                              WHERE aggregate_type = CASE m.kind WHEN 'ticket' THEN 'Ticket' ELSE 'Order' END \
-                                AND aggregate_id = m.id), 0) \
-             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS m(kind, id, n) ORDER BY m.n",
-        )
-        .bind(&kinds)
-        .bind(&ids)
-        .fetch_all(&watch.pool)
-        .await
-        .context("Failed to read the views' and the store's sequences")?;
+        let marks = watch.sequences(&kinds, &ids).await?;
         let mut pending = Vec::new();
         for (mark, (applied, stored)) in self.0.iter().zip(marks) {
             if mark.sequence > stored {
@@ -171,9 +158,18 @@ const WATCH_TICK: Duration = Duration::from_millis(5);
 /// while nobody waits. (A LISTEN fed by the projection would need a NOTIFY
 /// in its commits, which serializes them; the projection may also run in
 /// another process.)
+///
+/// With a read replica (`READ_DATABASE_URL`) the applied sequences are read
+/// where the views are read, the replica: a wait ends when the replica
+/// shows the write, so the query that follows, also on the replica, sees
+/// it. Whether a mark names a write that exists is asked of the primary:
+/// a write the replica has not received yet is not "never made".
 #[derive(Clone)]
 pub(crate) struct AppliedWatch {
-    pool: PgPool,
+    /// The event store (and the views, without a replica).
+    primary: PgPool,
+    /// Where the views are read, if not on the primary.
+    replica: Option<PgPool>,
     waiting: Arc<Mutex<Waiting>>,
 }
 
@@ -189,11 +185,57 @@ struct Waiting {
 }
 
 impl AppliedWatch {
-    pub(crate) fn new(pool: PgPool) -> Self {
+    /// Watches the views on `replica` if given, else on `primary`.
+    pub(crate) fn new(primary: PgPool, replica: Option<PgPool>) -> Self {
         Self {
-            pool,
+            primary,
+            replica,
             waiting: Arc::default(),
         }
+    }
+
+    /// Each mark's applied sequence (in its view) and stored sequence (in
+    /// the event store), in the order of `kinds` and `ids`.
+    async fn sequences(&self, kinds: &[&str], ids: &[&str]) -> anyhow::Result<Vec<(i64, i64)>> {
+        let Some(replica) = &self.replica else {
+            // One round trip when both live in the same database.
+            return sqlx::query_as(
+                "SELECT coalesce(CASE m.kind \
+                            WHEN 'ticket' THEN (SELECT last_sequence FROM ticket_views WHERE id = m.id) \
+                            ELSE (SELECT last_sequence FROM order_views WHERE id = m.id) END, 0), \
+                        coalesce((SELECT max(sequence) FROM events \
+                                  WHERE aggregate_type = CASE m.kind WHEN 'ticket' THEN 'Ticket' ELSE 'Order' END \
+                                    AND aggregate_id = m.id), 0) \
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS m(kind, id, n) ORDER BY m.n",
+            )
+            .bind(kinds)
+            .bind(ids)
+            .fetch_all(&self.primary)
+            .await
+            .context("Failed to read the views' and the store's sequences");
+        };
+        let applied = sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce(CASE m.kind \
+                        WHEN 'ticket' THEN (SELECT last_sequence FROM ticket_views WHERE id = m.id) \
+                        ELSE (SELECT last_sequence FROM order_views WHERE id = m.id) END, 0) \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS m(kind, id, n) ORDER BY m.n",
+        )
+        .bind(kinds)
+        .bind(ids)
+        .fetch_all(replica);
+        let stored = sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce((SELECT max(sequence) FROM events \
+                              WHERE aggregate_type = CASE m.kind WHEN 'ticket' THEN 'Ticket' ELSE 'Order' END \
+                                AND aggregate_id = m.id), 0) \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS m(kind, id, n) ORDER BY m.n",
+        )
+        .bind(kinds)
+        .bind(ids)
+        .fetch_all(&self.primary);
+        let (applied, stored) = tokio::join!(applied, stored);
+        let applied = applied.context("Failed to read the views' sequences on the read replica")?;
+        let stored = stored.context("Failed to read the store's sequences")?;
+        Ok(applied.into_iter().zip(stored).collect())
     }
 
     /// Resolves once `mark`'s view reached its sequence (or never, if the
@@ -275,7 +317,7 @@ impl AppliedWatch {
         )
         .bind(kinds)
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(self.replica.as_ref().unwrap_or(&self.primary))
         .await?;
         Ok(rows
             .into_iter()

@@ -25,6 +25,13 @@
 //! and caches nothing: a time bound alone would add staleness on every
 //! write, which the read side's lag does not include today.
 //!
+//! With a read replica (`READ_DATABASE_URL`) misses are computed there,
+//! while the generation counts the primary's commits: a page computed
+//! before the replica applied a counted commit keeps the new generation
+//! until the next one, bounded by the time to live. Without a token, reads
+//! from a replica are already as old as its lag; with one, the rule below
+//! still holds, since the wait watched the replica.
+//!
 //! # Consistency tokens
 //!
 //! A request carrying a token (header, or cookie marks for the views read)

@@ -76,6 +76,18 @@ impl Application {
         })
     }
 
+    /// Serves the query endpoints' read-model reads (ticket and order
+    /// lists and shows) from `replica`, e.g. a streaming replica of the
+    /// primary (`READ_DATABASE_URL`); consistency-token waits watch the
+    /// replica, and `/readyz` requires it to answer. Everything else (the
+    /// event store, history, `asOf`, sessions, users, idempotency keys,
+    /// every write) stays on the primary.
+    #[must_use]
+    pub fn with_read_pool(mut self, replica: PgPool) -> Self {
+        self.state.read_from(replica);
+        self
+    }
+
     /// Makes `/readyz` also require `check`, reported under `name`.
     #[must_use]
     pub fn with_readiness_check(mut self, name: &'static str, check: ReadinessCheck) -> Self {

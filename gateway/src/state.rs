@@ -12,7 +12,12 @@ use crate::startup::{MetricsRender, ReadinessCheck};
 
 /// Shared by every request.
 pub(crate) struct AppState {
+    /// The primary: the event store, sessions, users, idempotency keys,
+    /// and every write.
     pub(crate) pool: PgPool,
+    /// A read replica for the query endpoints' view reads
+    /// (`READ_DATABASE_URL`); `None` reads them on the primary.
+    pub(crate) read_pool: Option<PgPool>,
     /// What reads with a consistency token wait on.
     pub(crate) applied: AppliedWatch,
     /// Hot pages kept in memory; off until the read side's generation is
@@ -48,13 +53,28 @@ impl AppState {
             ),
             commands,
             payments,
-            applied: AppliedWatch::new(pool.clone()),
+            applied: AppliedWatch::new(pool.clone(), None),
             pages: PageCache::new(settings.page_cache_bytes, settings.page_cache_max_age, None),
             pool,
+            read_pool: None,
             settings,
             readiness: Vec::new(),
             metrics: None,
             shedding: None,
         }
+    }
+
+    /// Where the read models (`ticket_views`, `order_views`) are queried:
+    /// the replica if there is one. History and `asOf` read the event
+    /// store and stay on the primary (a command's events must be visible
+    /// to them at once, and no consistency token covers them).
+    pub(crate) fn views(&self) -> &PgPool {
+        self.read_pool.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// Reads the views on `replica` from now on (before serving).
+    pub(crate) fn read_from(&mut self, replica: PgPool) {
+        self.applied = AppliedWatch::new(self.pool.clone(), Some(replica.clone()));
+        self.read_pool = Some(replica);
     }
 }

@@ -40,6 +40,14 @@ impl DatabaseArg {
             .context("Failed to open the database pool")
     }
 
+    /// A pool of the same size on a read replica at `url` (never migrated:
+    /// a replica follows the primary's schema and refuses DDL).
+    pub(crate) async fn connect_read_replica(&self, url: &str) -> anyhow::Result<PgPool> {
+        ticketing_eventstore::connect(url, self.database_max_connections)
+            .await
+            .context("Failed to open the read replica's pool")
+    }
+
     /// Connects, and migrates if `--migrate`/`MIGRATE_ON_START` says so or,
     /// when neither is given, if `by_default`.
     pub(crate) async fn connect(&self, by_default: bool) -> anyhow::Result<PgPool> {

@@ -26,16 +26,20 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 struct OpsState {
     pool: PgPool,
+    /// `serve`'s read replica, if it has one.
+    replica: Option<PgPool>,
     checks: Vec<(&'static str, ReadinessCheck)>,
     metrics: MetricsRender,
 }
 
 /// Binds `host:port` and serves the probes and metrics until `shutdown`.
-/// `/readyz` requires the database and every one of `checks`.
+/// `/readyz` requires the database (and `replica`, if given) and every one
+/// of `checks`.
 pub(crate) async fn spawn(
     host: IpAddr,
     port: u16,
     pool: PgPool,
+    replica: Option<PgPool>,
     checks: Vec<(&'static str, ReadinessCheck)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -44,6 +48,7 @@ pub(crate) async fn spawn(
         .with_context(|| format!("Failed to bind the metrics listener on {host}:{port}"))?;
     let state = Arc::new(OpsState {
         pool,
+        replica,
         checks,
         metrics: metrics_render(),
     });
@@ -68,24 +73,37 @@ async fn live() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(state): State<Arc<OpsState>>) -> (StatusCode, Json<serde_json::Value>) {
-    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
-    let reason = match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(_)) => state
+    let mut reason = answers(&state.pool, "database").await.err();
+    if reason.is_none() {
+        if let Some(replica) = &state.replica {
+            reason = answers(replica, "read database").await.err();
+        }
+    }
+    let reason = reason.or_else(|| {
+        state
             .checks
             .iter()
-            .find_map(|(name, check)| check().err().map(|reason| format!("{name}: {reason}"))),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness check: database unavailable");
-            Some("database unavailable".to_owned())
-        }
-        Err(_) => Some("database did not answer within 2 s".to_owned()),
-    };
+            .find_map(|(name, check)| check().err().map(|reason| format!("{name}: {reason}")))
+    });
     match reason {
         None => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "reason": reason })),
         ),
+    }
+}
+
+/// Whether `pool` answers a trivial query within 2 s; `Err` says why not.
+async fn answers(pool: &PgPool, name: &str) -> Result<(), String> {
+    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check: {name} unavailable");
+            Err(format!("{name} unavailable"))
+        }
+        Err(_) => Err(format!("{name} did not answer within 2 s")),
     }
 }
 

@@ -177,6 +177,7 @@ impl Arg {
             self.metrics_host,
             self.metrics_port,
             pool,
+            None,
             vec![("projections", readiness)],
             shutdown.clone(),
         )

@@ -229,6 +229,7 @@ impl Arg {
             self.metrics_host,
             self.metrics_port,
             pool.clone(),
+            None,
             Vec::new(),
             shutdown.clone(),
         )

@@ -35,6 +35,15 @@ pub(crate) struct Arg {
     #[command(flatten)]
     database: DatabaseArg,
 
+    /// PostgreSQL URL of a read replica of DATABASE_URL that serves the
+    /// query endpoints' read-model reads (ticket and order lists and
+    /// shows), with DATABASE_MAX_CONNECTIONS connections of its own; a
+    /// consistency token waits until the replica shows the write. Unset:
+    /// the primary. History, `asOf`, sessions and every write stay on the
+    /// primary. SELECT on the views is all it needs.
+    #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true)]
+    read_database_url: Option<String>,
+
     /// The roles this process runs: all of them for a local run; the
     /// gateway alone in a deployment that runs the workers as their own
     /// processes (`ticketing relay`, `project`, `saga`).
@@ -360,6 +369,16 @@ impl Arg {
         };
         let auth_limits = self.auth_limits()?;
         let pool = self.database.connect(true).await?;
+        // An empty variable (a template's blank) means none, like unset.
+        let read_pool = match self.read_database_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => Some(
+                self.database
+                    .connect_read_replica(url)
+                    .await
+                    .context("READ_DATABASE_URL")?,
+            ),
+            _ => None,
+        };
         let settings = GatewaySettings {
             host: self.host,
             port: self.port,
@@ -418,6 +437,9 @@ impl Arg {
         let mut app = app
             .with_http_limits(http_limits)
             .with_auth_limits(auth_limits);
+        if let Some(replica) = &read_pool {
+            app = app.with_read_pool(replica.clone());
+        }
         let mut readiness = Vec::new();
         if let Some(projector) = &projector {
             readiness.push(("projections", projector.readiness.clone()));
@@ -452,6 +474,7 @@ impl Arg {
                     self.metrics_host,
                     port,
                     pool.clone(),
+                    read_pool,
                     readiness,
                     shutdown.clone(),
                 )
@@ -544,6 +567,45 @@ impl Drop for PipelineRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    fn serve(args: &[&str]) -> (AppEnv, Box<Arg>) {
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            Command::Serve(arg) => (cli.app_env, arg),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn the_read_replica_is_parsed_and_does_not_change_the_environment() {
+        let url = "postgres://reader@replica:5432/ticketing?application_name=ticketing-read";
+        let (env, arg) = serve(&[
+            "ticketing",
+            "--app-env",
+            "production",
+            "serve",
+            "--read-database-url",
+            url,
+        ]);
+        assert_eq!(env, AppEnv::Production);
+        assert_eq!(arg.read_database_url.as_deref(), Some(url));
+
+        // After the subcommand too (a global flag), and without a replica.
+        let (env, arg) = serve(&["ticketing", "serve", "--app-env", "production"]);
+        assert_eq!(env, AppEnv::Production);
+        if std::env::var_os("READ_DATABASE_URL").is_none() {
+            assert_eq!(arg.read_database_url, None);
         }
     }
 }

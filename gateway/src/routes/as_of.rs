@@ -3,6 +3,9 @@
 //! event store by the aggregate's own `apply`
 //! (`ticketing_eventstore::load_as_of`) and shown in the usual view. The
 //! normal GET's rules apply: tickets are public, an order is its owner's.
+//!
+//! Always on the primary, even with a read replica: the events are the
+//! truth a client's own write must be in at once (no token waits here).
 
 use std::collections::HashMap;
 

@@ -73,8 +73,9 @@ pub(crate) async fn live() -> Json<Health> {
 
 /// Readiness
 ///
-/// Ready to take traffic: the database answers and every check added by the
-/// roles running alongside (e.g. projection lag) passes.
+/// Ready to take traffic: the database (and the read replica, if one is
+/// configured) answers and every check added by the roles running
+/// alongside (e.g. projection lag) passes.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -86,14 +87,14 @@ pub(crate) async fn live() -> Json<Health> {
     )
 )]
 pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
-    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness check: database unavailable");
-            return not_ready("database unavailable".to_owned());
+    if let Err(reason) = answers(&state.pool, "database").await {
+        return not_ready(reason);
+    }
+    // The query endpoints read there: a replica that is down fails them.
+    if let Some(replica) = &state.read_pool {
+        if let Err(reason) = answers(replica, "read database").await {
+            return not_ready(reason);
         }
-        Err(_) => return not_ready("database did not answer within 2 s".to_owned()),
     }
     for (name, check) in &state.readiness {
         if let Err(reason) = check() {
@@ -101,6 +102,19 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Js
         }
     }
     (StatusCode::OK, Health::status("ready"))
+}
+
+/// Whether `pool` answers a trivial query within 2 s; `Err` says why not.
+async fn answers(pool: &sqlx::PgPool, name: &str) -> Result<(), String> {
+    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check: {name} unavailable");
+            Err(format!("{name} unavailable"))
+        }
+        Err(_) => Err(format!("{name} did not answer within 2 s")),
+    }
 }
 
 fn not_ready(reason: String) -> (StatusCode, Json<Health>) {

@@ -2,6 +2,9 @@
 //! audit trail, read from the event store (complete as soon as a command
 //! answered, never waiting on the projections), each event as the relay
 //! publishes it on its topic (`ticketing_relay::read_aggregate_history`).
+//! Always on the primary, even with a read replica (`READ_DATABASE_URL`):
+//! "complete as soon as a command answered" holds only where the command
+//! wrote, and no consistency token covers a history.
 //!
 //! An order's history holds the events of its payments too, interleaved
 //! where they happened. A ticket's history is its owner's, but its

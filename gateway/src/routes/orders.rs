@@ -279,7 +279,7 @@ pub(crate) async fn list(
         .pages
         .serve(key, fresh_after, || async {
             let rows =
-                read_models::orders_of(&state.pool, &user.id, page.after.as_deref(), page.limit)
+                read_models::orders_of(state.views(), &user.id, page.after.as_deref(), page.limit)
                     .await?;
             let cursor = rows.last().map(|row| row.id.clone());
             let orders: Vec<OrderView> = rows.into_iter().map(OrderView::from).collect();
@@ -323,7 +323,7 @@ pub(crate) async fn show(
             &[View::Order, View::Ticket],
         )
         .await?;
-    let row = read_models::order(&state.pool, &id)
+    let row = read_models::order(state.views(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     if row.user_id != user.id {

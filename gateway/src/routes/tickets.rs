@@ -255,7 +255,7 @@ pub(crate) async fn list(
         .pages
         .serve(key, fresh_after, || async {
             let rows =
-                read_models::available_tickets(&state.pool, page.after.as_deref(), page.limit)
+                read_models::available_tickets(state.views(), page.after.as_deref(), page.limit)
                     .await?;
             let cursor = rows.last().map(|row| row.id.clone());
             let tickets: Vec<TicketView> = rows.into_iter().map(TicketView::from).collect();
@@ -302,7 +302,7 @@ pub(crate) async fn show(
     state
         .pages
         .serve(key, fresh_after, || async {
-            let row = read_models::ticket(&state.pool, &id)
+            let row = read_models::ticket(state.views(), &id)
                 .await?
                 .ok_or(ApiError::NotFound)?;
             Rendered::json(&TicketView::from(row))

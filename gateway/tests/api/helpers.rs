@@ -77,6 +77,46 @@ pub(crate) async fn spawn_app_through_proxy_with(wait: Duration) -> (TestApp, Pg
     (app, proxy)
 }
 
+/// As [`spawn_app_with`], its query endpoints reading the views from a
+/// stand-in for a read replica (`READ_DATABASE_URL`): the same database,
+/// through a pool whose sessions see only the `replica` schema's copies of
+/// `ticket_views` and `order_views` (filled by [`TestApp::replicate`], so
+/// the test decides the replica's lag) and, like a hot standby, refuse
+/// every write. Returns that pool too.
+pub(crate) async fn spawn_app_with_replica(
+    configure: impl FnOnce(&mut GatewaySettings),
+) -> (TestApp, PgPool) {
+    let database = test_database().await;
+    for statement in [
+        "CREATE SCHEMA replica",
+        "CREATE TABLE replica.ticket_views (LIKE public.ticket_views INCLUDING ALL)",
+        "CREATE TABLE replica.order_views (LIKE public.order_views INCLUDING ALL)",
+    ] {
+        sqlx::query(statement)
+            .execute(database.pool())
+            .await
+            .expect("create the replica's schema");
+    }
+    let separator = if database.url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{}{separator}application_name=ticketing-read\
+         &options[search_path]=replica&options[default_transaction_read_only]=on",
+        database.url()
+    );
+    let replica = connect(&url, 10).await.expect("connect the read pool");
+    let pool = database.pool().clone();
+    let read_pool = replica.clone();
+    let app = spawn_app_on(database, pool, GroupCommit::default(), configure, |app| {
+        app.with_read_pool(read_pool)
+    })
+    .await;
+    (app, replica)
+}
+
 async fn test_database() -> ScratchDatabase {
     init_tracing();
     ScratchDatabase::create("ticketing_test", 20)
@@ -281,6 +321,24 @@ impl TestApp {
     pub(crate) async fn order(&self, client: &Client, ticket_id: &str) -> Response {
         self.post(client, "/api/orders", json!({ "ticketId": ticket_id }))
             .await
+    }
+
+    /// Copies the primary's views to the stand-in replica of
+    /// [`spawn_app_with_replica`]: the replica catches up.
+    pub(crate) async fn replicate(&self) {
+        let mut tx = self.pool.begin().await.expect("begin");
+        for view in ["ticket_views", "order_views"] {
+            for statement in [
+                format!("DELETE FROM replica.{view}"),
+                format!("INSERT INTO replica.{view} SELECT * FROM public.{view}"),
+            ] {
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("replicate the views");
+            }
+        }
+        tx.commit().await.expect("commit the replication");
     }
 
     pub(crate) async fn event_count(&self, aggregate_id: &str) -> i64 {

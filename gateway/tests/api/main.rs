@@ -19,6 +19,7 @@ mod overload;
 mod page_cache;
 mod payments;
 mod read_after;
+mod read_replica;
 mod sessions;
 mod shedding;
 mod tickets;

@@ -39,6 +39,7 @@ pub use client_address::ClientAddressSource;
 pub use http_server::HttpLimits;
 pub use openapi::{openapi_document, openapi_json};
 pub use page_cache::ReadGeneration;
+pub use routes::health::answers as database_answers;
 pub use settings::GatewaySettings;
 pub use shedding::BacklogGauge;
 pub use startup::{Application, MetricsRender, ReadinessCheck};

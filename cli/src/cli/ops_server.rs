@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -14,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
-use ticketing_gateway::{MetricsRender, ReadinessCheck};
+use ticketing_gateway::{database_answers, MetricsRender, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,10 +72,10 @@ async fn live() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(state): State<Arc<OpsState>>) -> (StatusCode, Json<serde_json::Value>) {
-    let mut reason = answers(&state.pool, "database").await.err();
+    let mut reason = database_answers(&state.pool, "database").await.err();
     if reason.is_none() {
         if let Some(replica) = &state.replica {
-            reason = answers(replica, "read database").await.err();
+            reason = database_answers(replica, "read database").await.err();
         }
     }
     let reason = reason.or_else(|| {
@@ -91,19 +90,6 @@ async fn ready(State(state): State<Arc<OpsState>>) -> (StatusCode, Json<serde_js
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "reason": reason })),
         ),
-    }
-}
-
-/// Whether `pool` answers a trivial query within 2 s; `Err` says why not.
-async fn answers(pool: &PgPool, name: &str) -> Result<(), String> {
-    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness check: {name} unavailable");
-            Err(format!("{name} unavailable"))
-        }
-        Err(_) => Err(format!("{name} did not answer within 2 s")),
     }
 }
 

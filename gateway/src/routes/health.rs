@@ -104,8 +104,10 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Js
     (StatusCode::OK, Health::status("ready"))
 }
 
-/// Whether `pool` answers a trivial query within 2 s; `Err` says why not.
-async fn answers(pool: &sqlx::PgPool, name: &str) -> Result<(), String> {
+/// Whether `pool` answers a trivial query within 2 s; `Err` says why not
+/// (`name` names the database in the reason). Every role's `/readyz` uses
+/// it.
+pub async fn answers(pool: &sqlx::PgPool, name: &str) -> Result<(), String> {
     let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(_)) => Ok(()),

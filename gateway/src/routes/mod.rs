@@ -2,7 +2,7 @@
 
 mod as_of;
 mod document;
-mod health;
+pub(crate) mod health;
 mod history;
 mod orders;
 mod payments;

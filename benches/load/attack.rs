@@ -34,6 +34,8 @@ struct Shared {
     /// accounts.
     counter: AtomicU64,
     run_id: String,
+    /// The tickets get-ticket reads, in turn.
+    ticket_ids: Vec<String>,
 }
 
 /// The measured result of one scenario: the whole, and for the journey each
@@ -52,10 +54,16 @@ pub(crate) async fn run(
     account: &Account,
     run_id: &str,
 ) -> anyhow::Result<Outcome> {
+    let ticket_ids = if scenario == Scenario::GetTicket {
+        crate::fixtures::ticket_ids(base_url, account).await?
+    } else {
+        Vec::new()
+    };
     let shared = Arc::new(Shared {
         account: account.clone(),
         counter: AtomicU64::new(0),
         run_id: run_id.to_owned(),
+        ticket_ids,
     });
     let configuration = configuration(scenario, run_time, base_url)?;
     let attack = GooseAttack::initialize_with_config(configuration)?;
@@ -141,6 +149,7 @@ fn users(scenario: Scenario, shared: Arc<Shared>) -> goose::goose::Scenario {
         Scenario::ListTickets | Scenario::Spike => {
             users.register_transaction(step!(shared, list_tickets))
         }
+        Scenario::GetTicket => users.register_transaction(step!(shared, get_ticket)),
         Scenario::ListOrders | Scenario::Soak => {
             users.register_transaction(step!(shared, list_orders))
         }
@@ -188,6 +197,22 @@ async fn create_ticket(user: &mut GooseUser, shared: Arc<Shared>) -> Transaction
 
 async fn list_tickets(user: &mut GooseUser, _shared: Arc<Shared>) -> TransactionResult {
     let _response = user.get("/api/tickets").await?;
+    Ok(())
+}
+
+async fn get_ticket(user: &mut GooseUser, shared: Arc<Shared>) -> TransactionResult {
+    let n = shared.counter.fetch_add(1, Ordering::Relaxed);
+    let index = usize::try_from(n).unwrap_or_default() % shared.ticket_ids.len().max(1);
+    let Some(id) = shared.ticket_ids.get(index) else {
+        return Err(failure("no ticket to read".to_owned()));
+    };
+    let path = format!("/api/tickets/{id}");
+    let request = GooseRequest::builder()
+        .path(path.as_str())
+        .name("GET /api/tickets/{id}")
+        .expect_status_code(200)
+        .build();
+    let _response = user.request(request).await?;
     Ok(())
 }
 

@@ -77,6 +77,39 @@ pub(crate) async fn seed_orders(
     Ok(())
 }
 
+/// The ids of the first page of the ticket list (up to 1,000); if the
+/// list is empty, `account` first lists 100 tickets.
+pub(crate) async fn ticket_ids(base_url: &str, account: &Account) -> anyhow::Result<Vec<String>> {
+    let client = reqwest::Client::new();
+    let url = format!("{base_url}/api/tickets?limit=1000");
+    let page: Vec<Created> = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .error_for_status()?
+        .json()
+        .await
+        .with_context(|| format!("decoding the answer of GET {url}"))?;
+    let ids: Vec<String> = page.into_iter().map(|ticket| ticket.id).collect();
+    if !ids.is_empty() {
+        return Ok(ids);
+    }
+    let mut created = Vec::with_capacity(100);
+    for n in 0..100 {
+        let ticket: Created = post(
+            &client,
+            &format!("{base_url}/api/tickets"),
+            account,
+            json!({ "title": format!("loadtest-read-{n}"), "price": 100 }),
+        )
+        .await
+        .context("creating a ticket to read")?;
+        created.push(ticket.id);
+    }
+    Ok(created)
+}
+
 async fn post<T: for<'de> Deserialize<'de>>(
     client: &reqwest::Client,
     url: &str,

@@ -43,6 +43,8 @@ pub(crate) enum Scenario {
     ListTickets,
     ListOrders,
     Spike,
+    /// GET one ticket by id, over the ids of the first page of the list.
+    GetTicket,
     Soak,
     Journey,
     /// Create-ticket load with the read side watched: backlog, freshness,
@@ -67,12 +69,13 @@ impl Scenario {
     /// In the order they run: the list scenarios read what create-ticket
     /// wrote; the pipeline runs last, so that the read-only scenarios are
     /// not measured beside a read side still draining its backlog.
-    pub(crate) const ALL: [Scenario; 8] = [
+    pub(crate) const ALL: [Scenario; 9] = [
         Self::SignIn,
         Self::CreateTicket,
         Self::ListTickets,
         Self::ListOrders,
         Self::Spike,
+        Self::GetTicket,
         Self::Soak,
         Self::Journey,
         Self::Pipeline,
@@ -85,6 +88,7 @@ impl Scenario {
             Self::ListTickets => "list-tickets",
             Self::ListOrders => "list-orders",
             Self::Spike => "spike",
+            Self::GetTicket => "get-ticket",
             Self::Soak => "soak",
             Self::Journey => "journey",
             Self::Pipeline => "pipeline",
@@ -109,6 +113,7 @@ impl Scenario {
             Self::ListTickets => "GET /api/tickets",
             Self::ListOrders => "GET /api/orders (signed in)",
             Self::Spike => "GET /api/tickets, all users at once",
+            Self::GetTicket => "GET /api/tickets/{id}",
             Self::Soak => "GET /api/orders (signed in)",
             Self::Journey => "ticket -> order -> pay -> list orders",
             Self::Pipeline => "POST /api/tickets (signed in), read side watched",
@@ -120,7 +125,7 @@ impl Scenario {
         match self {
             Self::SignIn => 500,
             Self::CreateTicket | Self::Pipeline => 700,
-            Self::ListTickets => 700,
+            Self::ListTickets | Self::GetTicket => 700,
             Self::ListOrders => 500,
             Self::Spike => 1_000,
             Self::Soak => 300,
@@ -176,7 +181,11 @@ impl Scenario {
                 failed_percent: Some(46.8),
                 ..Published::default()
             }),
-            Self::ListTickets | Self::ListOrders | Self::Soak | Self::Pipeline => None,
+            Self::ListTickets
+            | Self::ListOrders
+            | Self::GetTicket
+            | Self::Soak
+            | Self::Pipeline => None,
         }
     }
 }

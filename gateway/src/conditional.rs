@@ -76,6 +76,8 @@ pub(crate) async fn conditional_get(request: Request, next: Next) -> Response {
         parts.status = StatusCode::NOT_MODIFIED;
         let _ = parts.headers.remove(axum::http::header::CONTENT_TYPE);
         let _ = parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+        // A page from memory may come compressed; the 304 has no body.
+        let _ = parts.headers.remove(axum::http::header::CONTENT_ENCODING);
         return Response::from_parts(parts, Body::empty());
     }
     Response::from_parts(parts, body)

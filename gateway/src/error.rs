@@ -181,6 +181,12 @@ impl Rejection for OrderError {
     }
 }
 
+impl From<ticketing_projections::queries::QueryError> for ApiError {
+    fn from(error: ticketing_projections::queries::QueryError) -> Self {
+        ApiError::Unexpected(anyhow::Error::new(error))
+    }
+}
+
 impl From<ticketing_sagas::PayError> for ApiError {
     fn from(error: ticketing_sagas::PayError) -> Self {
         use ticketing_sagas::PayError;

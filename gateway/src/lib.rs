@@ -23,7 +23,7 @@ mod order_cap;
 mod page_cache;
 mod pagination;
 mod password;
-mod read_models;
+mod precompressed;
 mod request_context;
 mod revocation;
 mod routes;

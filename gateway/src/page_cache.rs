@@ -8,22 +8,26 @@
 //! An entry is keyed by the page (its normalized `limit` and `after`, the
 //! ticket's id, and for orders the user: a user's orders are never shared
 //! with another user) and by the read side's *generation*: a counter that
-//! moves after every commit of the projection worker in this process (its
-//! events applied and healed). A request reads the generation before its
-//! database query, so a commit that moved the counter before it is in its
-//! page; a later commit moves the counter and the next request misses. An
-//! entry therefore serves exactly what a query would have read, never older
-//! than the read models were when the request read the generation.
+//! moves after every commit that changed a view, whichever projection
+//! worker made it (`ticketing_projections::changes`: a worker in this
+//! process moves it at once, the others through a notification sent after
+//! their commit). A request reads the generation before its database
+//! query, so a commit that moved the counter before it is in its page; a
+//! later commit moves the counter and the next request misses. An entry
+//! therefore serves what a query would have read, never older than the
+//! read models were when the request read the generation, give or take
+//! the notification's delivery (a millisecond) for another process's
+//! commits.
 //!
-//! Writes the counter cannot see (an anti-entropy repair or a `replay
-//! rebuild` run by another process, rows changed by hand) are bounded by
-//! the entries' time to live, `PAGE_CACHE_MAX_AGE_MS`: the staleness a
-//! client without a token may see is the read side's own lag plus at most
-//! that, and only for those rare writes.
+//! Writes nobody announces (rows changed by hand) are bounded by the
+//! entries' time to live, `PAGE_CACHE_MAX_AGE_MS`.
 //!
-//! A gateway without a projection worker in its process has no generation
-//! and caches nothing: a time bound alone would add staleness on every
-//! write, which the read side's lag does not include today.
+//! A gateway given no generation caches nothing: a time bound alone would
+//! add staleness on every write, which the read side's lag does not
+//! include today.
+//!
+//! Each entry also keeps its body compressed, once per encoding asked for
+//! (`precompressed`).
 //!
 //! With a read replica (`READ_DATABASE_URL`) misses are computed there,
 //! while the generation counts the primary's commits: a page computed
@@ -48,15 +52,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_TYPE, ETAG, LINK};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG, LINK, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use moka::future::Cache;
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use crate::conditional::etag_of;
 use crate::error::ApiError;
+use crate::precompressed::{AcceptEncoding, Encoding};
 
 /// The read side's generation: moves whenever the read models changed
 /// (see the module documentation); the serve command reads it from the
@@ -123,6 +129,9 @@ struct Entry {
     link: Option<HeaderValue>,
     /// When the query that built it started.
     started: Instant,
+    /// The body compressed, per encoding, made when first asked for; None
+    /// if compressing failed (the response layer then compresses).
+    compressed: [OnceCell<Option<Bytes>>; Encoding::COUNT],
 }
 
 impl Entry {
@@ -134,15 +143,53 @@ impl Entry {
             etag,
             link: rendered.link,
             started,
+            compressed: Default::default(),
         }
     }
 
-    /// The 200 answer; its `ETag` is set here, so the conditional layer
-    /// does not digest the body again.
-    fn response(&self) -> Response {
-        page_response(self.body.clone(), self.link.as_ref(), Some(&self.etag))
+    /// What the cache counts an entry as: its body, and as much again at
+    /// most for its compressed copies (JSON compresses to well under a
+    /// third with each codec), so the bound holds whichever are made.
+    fn weight(&self) -> usize {
+        self.body.len().saturating_mul(2)
+    }
+
+    /// The 200 answer, compressed if the client accepts an encoding kept
+    /// here; its `ETag` is set here, so the conditional layer does not
+    /// digest the body again.
+    async fn response(&self, accept: AcceptEncoding) -> Response {
+        let compressed = match accept.0 {
+            // Tiny bodies are not worth it (nor does the layer bother).
+            Some(encoding) if self.body.len() >= MIN_COMPRESSED => self.compressed
+                [encoding.index()]
+            .get_or_init(|| async {
+                // Inline, as the response layer compresses: about a
+                // millisecond for a full page, once per entry.
+                encoding
+                    .compress(&self.body)
+                    .inspect_err(|error| tracing::warn!(%error, "a page could not be compressed"))
+                    .ok()
+            })
+            .await
+            .clone()
+            .map(|bytes| (encoding, bytes)),
+            _ => None,
+        };
+        let mut response = match &compressed {
+            Some((_, bytes)) => page_response(bytes.clone(), self.link.as_ref(), Some(&self.etag)),
+            None => page_response(self.body.clone(), self.link.as_ref(), Some(&self.etag)),
+        };
+        if let Some((encoding, _)) = compressed {
+            let headers = response.headers_mut();
+            let _ = headers.insert(CONTENT_ENCODING, encoding.header_value());
+            let _ = headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+        }
+        response
     }
 }
+
+/// The response layer's threshold (`tower-http`'s default predicate).
+const MIN_COMPRESSED: usize = 32;
 
 /// A page's 200 answer: the JSON body, its `Link` and, if known, `ETag`.
 fn page_response(body: Bytes, link: Option<&HeaderValue>, etag: Option<&HeaderValue>) -> Response {
@@ -180,8 +227,8 @@ impl PageCache {
                 entries: Cache::builder()
                     .max_capacity(bytes)
                     .weigher(|key: &Key, entry: &Arc<Entry>| {
-                        // The body, the key and the entry's fixed part.
-                        let weight = entry.body.len() + key.page.weight() + 128;
+                        // The page, the key and the entry's fixed part.
+                        let weight = entry.weight() + key.page.weight() + 256;
                         u32::try_from(weight).unwrap_or(u32::MAX)
                     })
                     .time_to_live(max_age)
@@ -198,11 +245,12 @@ impl PageCache {
     /// The page `page`, from memory if an entry may serve it, else from
     /// `compute` (kept for later requests). `fresh_after`: the request
     /// carried a token, waited on until then; only a page whose query
-    /// started later may answer it.
+    /// started later may answer it. `accept`: the encoding to answer in.
     pub(crate) async fn serve<F, Fut>(
         &self,
         page: PageKey,
         fresh_after: Option<Instant>,
+        accept: AcceptEncoding,
         compute: F,
     ) -> Result<Response, ApiError>
     where
@@ -246,7 +294,7 @@ impl PageCache {
         };
         let result = if hit { "hit" } else { "miss" };
         metrics::counter!("page_cache_requests_total", "result" => result).increment(1);
-        Ok(entry.response())
+        Ok(entry.response(accept).await)
     }
 }
 

@@ -8,7 +8,7 @@ use ticketing_aggregates::{Money, Order, OrderStatus, OrderTicket, Ticket};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::ToSchema;
 
-use crate::read_models::{OrderRow, TicketRow};
+use ticketing_projections::queries::{OrderRow, TicketRow};
 
 /// A ticket.
 #[derive(Debug, Serialize, ToSchema)]

@@ -57,6 +57,7 @@
 //! one that fails is retried and dead-lettered.
 
 mod apply;
+pub mod changes;
 mod config;
 mod consumer;
 pub mod dead_letter;
@@ -64,6 +65,7 @@ mod decode;
 mod error;
 mod lag;
 mod metrics;
+pub mod queries;
 pub mod rebuild;
 pub mod reconcile;
 pub mod redrive;

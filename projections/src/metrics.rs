@@ -30,6 +30,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use tokio::sync::Notify;
 
 use crate::decode::AggregateKind;
 use crate::reconcile::follow::FollowReport;
@@ -50,6 +51,8 @@ pub struct ProjectionMetrics {
     transport_losses: AtomicU64,
     store_divergences: AtomicU64,
     store_healed_events: AtomicU64,
+    /// Woken after every commit that changed a view (see `changes`).
+    views_changed: Notify,
     /// The highest offset per partition the broker confirmed committing for
     /// this worker, kept across rebalances: a partition's log never
     /// legitimately restarts below it.
@@ -124,6 +127,7 @@ impl Default for ProjectionMetrics {
             transport_losses: AtomicU64::new(0),
             store_divergences: AtomicU64::new(0),
             store_healed_events: AtomicU64::new(0),
+            views_changed: Notify::new(),
             confirmed: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
             // Bounded (1 µs to 10 min) rather than auto-resizing: a
@@ -147,6 +151,12 @@ impl ProjectionMetrics {
             .load(Ordering::Acquire)
             .wrapping_add(self.store_healed_events.load(Ordering::Acquire))
             .wrapping_add(self.store_divergences.load(Ordering::Acquire))
+    }
+
+    /// Completes after the views changed (at once if they did since the
+    /// last call).
+    pub(crate) async fn views_changed_notified(&self) {
+        self.views_changed.notified().await;
     }
 
     pub fn snapshot(&self) -> ProjectionMetricsSnapshot {
@@ -227,6 +237,9 @@ impl ProjectionMetrics {
                 .fetch_add(report.healed, Ordering::Relaxed);
             metrics::counter!("read_side_healed_events_total").increment(report.healed);
         }
+        if report.behind > 0 || report.healed > 0 {
+            self.views_changed.notify_one();
+        }
     }
 
     /// A range of the anti-entropy sweep and what differed there.
@@ -235,6 +248,9 @@ impl ProjectionMetrics {
             let _ = self.store_divergences.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("read_side_divergences_total", "view" => kind.view(), "source" => "sweep", "kind" => difference.kind.label())
                 .increment(1);
+        }
+        if !differences.is_empty() {
+            self.views_changed.notify_one();
         }
     }
 
@@ -312,6 +328,7 @@ impl ProjectionMetrics {
         since_commit: Option<Duration>,
     ) {
         let _ = self.applied.fetch_add(1, Ordering::Relaxed);
+        self.views_changed.notify_one();
         processed(topic, "applied");
         if let Some(latency) = since_commit {
             metrics::histogram!("command_to_read_model_seconds", "topic" => topic.to_owned())

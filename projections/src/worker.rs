@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{self, ProjectionConsumer};
 use crate::dead_letter::{self, error_chain, DeadLetters};
-use crate::lag;
 use crate::reconcile::{follow, sweep};
 use crate::step::{Incoming, ProjectOutcome};
+use crate::{changes, lag};
 use crate::{ProjectionConfig, ProjectionError, ProjectionMetrics};
 
 /// A projection worker. Several may share a consumer group; each partition
@@ -116,6 +116,8 @@ impl Projector {
             self.metrics(),
             stop_monitor.clone(),
         );
+        let announcer =
+            changes::spawn_announcer(self.pool.clone(), self.metrics(), stop_monitor.clone());
         tracing::info!(group = %self.config.group_id, "projection worker consuming");
         loop {
             let batch = tokio::select! {
@@ -137,6 +139,7 @@ impl Projector {
         stop_monitor.cancel();
         let _ = monitor.await;
         let _ = follower.await;
+        let _ = announcer.await;
         if let Some(sweeper) = sweeper {
             let _ = sweeper.await;
         }

@@ -161,7 +161,7 @@ impl Publisher {
     /// published there before is gone.
     ///
     /// The relay does not republish on its own (see the guarantees in
-    /// `docs/architecture.md`): the read side heals from the event store,
+    /// `docs/read-side.md`): the read side heals from the event store,
     /// which it follows behind the relay, and other consumers of the topics
     /// are told, by this log line, the `relay_topic_resets_total` counter
     /// and its alert, to reconcile (or an operator republishes with

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use ticketing_gateway::{
     Application, AuthLimits, BacklogGauge, ClientAddressSource, GatewaySettings, HttpLimits, Rate,
 };
+use ticketing_projections::changes::Changes;
 use tokio_util::sync::CancellationToken;
 
 use super::database::DatabaseArg;
@@ -444,13 +445,18 @@ impl Arg {
         if let Some(projector) = &projector {
             readiness.push(("projections", projector.readiness.clone()));
             app = app.with_readiness_check("projections", projector.readiness.clone());
-            // The page cache's generation: what this process's projection
-            // worker committed to the views.
-            let metrics = Arc::clone(&projector.metrics);
-            app = app.with_read_generation(Arc::new(move || metrics.views_changed()));
         }
-        if !app.caches_pages() && self.page_cache_bytes > 0 {
-            tracing::info!("the page cache is off: it needs the projections in this process");
+        if self.page_cache_bytes > 0 && self.page_cache_max_age_ms > 0 {
+            // The page cache's generation: the changes every projection
+            // worker announces, and this process's own commits at once.
+            let (announced, _listening) = Changes::listen(&pool, shutdown.clone())
+                .await
+                .context("Failed to listen for read-model changes (the page cache)")?;
+            let local = projector.as_ref().map(|p| Arc::clone(&p.metrics));
+            app = app.with_read_generation(Arc::new(move || {
+                let own = local.as_ref().map_or(0, |metrics| metrics.views_changed());
+                announced.generation().wrapping_add(own)
+            }));
         }
         // Shedding reads the backlog and lag of the relay and projector in
         // this process; a gateway alone leaves it to the workers' alerts.

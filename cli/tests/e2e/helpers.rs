@@ -20,6 +20,7 @@ pub(crate) struct System {
     pub(crate) address: String,
     process: Child,
     database: Option<ScratchDatabase>,
+    database_url: String,
     port: u16,
     suffix: String,
     env: Vec<(String, String)>,
@@ -41,6 +42,7 @@ pub(crate) async fn start_system_with(env: &[(&str, &str)]) -> System {
     let system = System {
         address: format!("http://127.0.0.1:{port}"),
         process,
+        database_url: database.url().to_owned(),
         database: Some(database),
         port,
         suffix,
@@ -82,7 +84,29 @@ fn spawn_serve(database_url: &str, port: u16, suffix: &str, env: &[(String, Stri
 impl System {
     /// The system's own database.
     pub(crate) fn database_url(&self) -> &str {
-        self.database.as_ref().map_or("", ScratchDatabase::url)
+        &self.database_url
+    }
+
+    /// Another replica of the deployment: a `ticketing serve` on the same
+    /// database and topics, with `env` of its own. Drop it before `self`,
+    /// which owns the database.
+    pub(crate) async fn beside(&self, env: &[(&str, &str)]) -> System {
+        let port = free_port();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let system = System {
+            address: format!("http://127.0.0.1:{port}"),
+            process: spawn_serve(&self.database_url, port, &self.suffix, &env),
+            database: None,
+            database_url: self.database_url.clone(),
+            port,
+            suffix: self.suffix.clone(),
+            env,
+        };
+        system.wait_until_ready().await;
+        system
     }
 
     /// Kills the process at once (SIGKILL: no batch is finished, no offset

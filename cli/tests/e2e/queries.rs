@@ -1,9 +1,12 @@
 //! The contract's query rows, answered from the read models.
 
+use std::time::Duration;
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
+use ticketing_testkit::eventually;
 
-use crate::helpers::start_system;
+use crate::helpers::{samples, start_system, start_system_with};
 
 async fn error_body(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
@@ -321,4 +324,71 @@ async fn an_order_shows_its_ticket_as_the_ticket_is_now() {
         shown["ticket"]["version"], 3,
         "created, reserved, released, updated"
     );
+}
+
+/// The production shape: the API deployed alone, the projection worker in
+/// another process. The gateway still serves pages from memory, and a
+/// change the other process projects reaches them at once (it announces
+/// its commits), not after the pages' time to live, set here to ten
+/// minutes so that only the announcement can explain a fresh page.
+#[tokio::test]
+async fn a_gateway_alone_serves_pages_from_memory_that_another_process_changes() {
+    let gateway = start_system_with(&[
+        ("SERVE_ROLES", "gateway"),
+        ("PAGE_CACHE_MAX_AGE_MS", "600000"),
+    ])
+    .await;
+    let workers = gateway.beside(&[]).await;
+    let (seller, _) = gateway.signed_in_client().await;
+    let reader = Client::new();
+    let (first, token) = gateway.create_ticket(&seller, "first", 10.0).await;
+    let listed = gateway.get_after(&reader, "/api/tickets", &token).await;
+    assert_eq!(listed.status(), StatusCode::OK);
+
+    let titles = |page: &Value| -> Vec<String> {
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for _ in 0..3 {
+        let page: Value = reader
+            .get(gateway.url("/api/tickets"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(titles(&page), ["first"]);
+    }
+    let metrics = gateway.metrics(&reader).await.unwrap();
+    let hits = samples(&metrics, "page_cache_requests_total", &["result=\"hit\""]);
+    assert!(
+        hits.iter().any(|(_, value)| *value >= 1.0),
+        "the gateway alone served nothing from memory: {hits:?}"
+    );
+
+    let (status, _, _) = gateway
+        .command(
+            &seller,
+            Method::PUT,
+            &format!("/api/tickets/{}", first["id"].as_str().unwrap()),
+            Some(json!({ "title": "renamed", "price": 10.0 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually(Duration::from_secs(30), || async {
+        let page: Value = reader
+            .get(gateway.url("/api/tickets"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(titles(&page) == ["renamed"])
+    })
+    .await
+    .unwrap();
+    drop(workers);
 }

@@ -73,7 +73,8 @@ fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// Large answers (a page of tickets is about 150 KB of JSON) are sent
-/// compressed when the client accepts it; a fast level, since the CPU it
+/// compressed when the client accepts it (pages served from memory come
+/// compressed already: see `precompressed`); a fast level, since the CPU it
 /// costs is spent on every uncached request.
 fn compression() -> CompressionLayer {
     CompressionLayer::new().quality(CompressionLevel::Fastest)

@@ -15,6 +15,7 @@ use axum::Json;
 use chrono::Utc;
 use ticketing_aggregates::{Order, OrderCommand, OrderError, OrderTicket, TicketCommand};
 use ticketing_eventstore::{CommandError, CommandMetadata};
+use ticketing_projections::queries;
 use utoipa::ToSchema;
 
 use crate::consistency::{with_token, ConsistencyToken, ReadAfter, View};
@@ -25,7 +26,7 @@ use crate::json_body::JsonBody;
 use crate::order_cap;
 use crate::page_cache::PageKey;
 use crate::pagination::Page;
-use crate::read_models;
+use crate::precompressed::AcceptEncoding;
 use crate::request_context::RequestContext;
 use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
@@ -260,6 +261,7 @@ pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
     read_after: ReadAfter,
+    accept: AcceptEncoding,
     page: Page,
 ) -> Result<Response, ApiError> {
     let fresh_after = read_after
@@ -277,9 +279,9 @@ pub(crate) async fn list(
     };
     state
         .pages
-        .serve(key, fresh_after, || async {
+        .serve(key, fresh_after, accept, || async {
             let rows =
-                read_models::orders_of(state.views(), &user.id, page.after.as_deref(), page.limit)
+                queries::orders_of(state.views(), &user.id, page.after.as_deref(), page.limit)
                     .await?;
             let cursor = rows.last().map(|row| row.id.clone());
             let orders: Vec<OrderView> = rows.into_iter().map(OrderView::from).collect();
@@ -323,7 +325,7 @@ pub(crate) async fn show(
             &[View::Order, View::Ticket],
         )
         .await?;
-    let row = read_models::order(state.views(), &id)
+    let row = queries::order(state.views(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     if row.user_id != user.id {

@@ -11,6 +11,7 @@ use ticketing_aggregates::{
     Money, PriceError, Ticket, TicketCommand, TicketError, Title, TitleError,
 };
 use ticketing_eventstore::CommandError;
+use ticketing_projections::queries;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 use utoipa::ToSchema;
 
@@ -21,7 +22,7 @@ use crate::idempotency::NewId;
 use crate::json_body::JsonBody;
 use crate::page_cache::{PageKey, Rendered};
 use crate::pagination::Page;
-use crate::read_models;
+use crate::precompressed::AcceptEncoding;
 use crate::request_context::RequestContext;
 use crate::routes::as_of::{self, AsOf};
 use crate::routes::{parse_id, RawId};
@@ -238,6 +239,7 @@ pub(crate) async fn update(
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     read_after: ReadAfter,
+    accept: AcceptEncoding,
     page: Page,
 ) -> Result<Response, ApiError> {
     let fresh_after = read_after
@@ -253,10 +255,9 @@ pub(crate) async fn list(
     };
     state
         .pages
-        .serve(key, fresh_after, || async {
-            let rows =
-                read_models::available_tickets(state.views(), page.after.as_deref(), page.limit)
-                    .await?;
+        .serve(key, fresh_after, accept, || async {
+            let rows = queries::available_tickets(state.views(), page.after.as_deref(), page.limit)
+                .await?;
             let cursor = rows.last().map(|row| row.id.clone());
             let tickets: Vec<TicketView> = rows.into_iter().map(TicketView::from).collect();
             page.render("/api/tickets", &tickets, cursor.as_deref())
@@ -282,6 +283,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<Arc<AppState>>,
     read_after: ReadAfter,
+    accept: AcceptEncoding,
     RawId(raw_id): RawId,
     AsOf(as_of): AsOf,
 ) -> Result<Response, ApiError> {
@@ -301,8 +303,8 @@ pub(crate) async fn show(
     let key = PageKey::Ticket { id: id.clone() };
     state
         .pages
-        .serve(key, fresh_after, || async {
-            let row = read_models::ticket(state.views(), &id)
+        .serve(key, fresh_after, accept, || async {
+            let row = queries::ticket(state.views(), &id)
                 .await?
                 .ok_or(ApiError::NotFound)?;
             Rendered::json(&TicketView::from(row))

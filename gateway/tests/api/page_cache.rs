@@ -234,6 +234,89 @@ async fn an_unchanged_page_is_304_and_a_changed_one_200_also_from_memory() {
     assert_eq!(listed.len(), 201);
 }
 
+/// The body of a response in `encoding`, decoded.
+fn decoded(encoding: Option<&str>, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match encoding {
+        None => out.extend_from_slice(bytes),
+        Some("gzip") => {
+            let _ = flate2::read::GzDecoder::new(bytes)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("br") => {
+            let _ = brotli::Decompressor::new(bytes, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("zstd") => out = zstd::decode_all(bytes).unwrap(),
+        Some(other) => panic!("unexpected encoding {other}"),
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_page_from_memory_comes_in_the_encoding_asked_for_and_decodes_to_the_page() {
+    let generation = Generation::default();
+    let app = cached_app(&generation).await;
+    for n in 0..50 {
+        let _ = project_ticket(&app.pool, &format!("seat {n}")).await;
+    }
+    generation.bump();
+    let url = app.url("/api/tickets");
+    let plain = app.client.get(&url).send().await.unwrap();
+    assert!(plain.headers().get(CONTENT_ENCODING).is_none());
+    let tag = plain.headers()[ETAG].to_str().unwrap().to_owned();
+    let page = plain.bytes().await.unwrap();
+
+    for (accept, expected) in [
+        ("gzip", Some("gzip")),
+        ("br", Some("br")),
+        ("zstd", Some("zstd")),
+        ("gzip, br, zstd", Some("zstd")),
+        ("zstd;q=0.1, gzip;q=0.9", Some("gzip")),
+        ("identity", None),
+        ("deflate", None),
+    ] {
+        // The first makes the entry's copy, the second serves it.
+        for _ in 0..2 {
+            let response = app
+                .client
+                .get(&url)
+                .header("accept-encoding", accept)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{accept}");
+            let encoding = response
+                .headers()
+                .get(CONTENT_ENCODING)
+                .map(|value| value.to_str().unwrap().to_owned());
+            assert_eq!(encoding.as_deref(), expected, "{accept}");
+            assert_eq!(response.headers()[ETAG], tag.as_str(), "{accept}");
+            if expected.is_some() {
+                let vary = response.headers()[reqwest::header::VARY].to_str().unwrap();
+                assert!(vary.contains("accept-encoding"), "{accept}: {vary}");
+            }
+            let body = response.bytes().await.unwrap();
+            assert_eq!(decoded(expected, &body), page.to_vec(), "{accept}");
+        }
+    }
+    // Unchanged: 304 in any encoding, with no body and no encoding.
+    let unchanged = app
+        .client
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .header(IF_NONE_MATCH, &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    assert!(unchanged.headers().get(CONTENT_ENCODING).is_none());
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_token_newer_than_the_page_in_memory_is_never_answered_with_it() {
     let generation = Generation::default();

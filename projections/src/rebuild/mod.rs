@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::changes;
 use crate::decode::AggregateKind;
 use crate::rows::store::{self, Lock, NewRows};
 use crate::rows::Rows;
@@ -347,6 +348,10 @@ impl Rebuilder {
         shadow.swap(&mut tx).await?;
         clear_checkpoint(&mut tx, REBUILD_CHECKPOINT).await?;
         tx.commit().await?;
+        // Pages kept in memory must not outlive the old views.
+        if let Err(error) = changes::announce(&mut *conn).await {
+            tracing::warn!(error.message = %error, "the swap was not announced; cached pages expire on their own");
+        }
         *checkpoint = caught_up;
         Ok(true)
     }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod changes;
 mod common;
 mod gap;
 mod lag;

@@ -1,32 +1,47 @@
-//! Queries over the read models the projection workers maintain
-//! (`ticket_views`, `order_views`); the gateway never answers a GET from the
-//! event store.
+//! The queries the API answers from the read models (`ticket_views`,
+//! `order_views`). This crate defines those tables and writes them, so it
+//! alone says how their rows are read: the gateway calls these and never
+//! names a view's column.
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct TicketRow {
-    pub(crate) id: String,
-    pub(crate) title: String,
-    pub(crate) price_cents: i64,
-    pub(crate) user_id: String,
-    pub(crate) order_id: Option<String>,
-    pub(crate) version: i64,
+/// A query over the read models failed.
+#[derive(Debug, thiserror::Error)]
+#[error("Failed to {what}")]
+pub struct QueryError {
+    what: &'static str,
+    #[source]
+    source: sqlx::Error,
+}
+
+fn failed(what: &'static str) -> impl FnOnce(sqlx::Error) -> QueryError {
+    move |source| QueryError { what, source }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct OrderRow {
-    pub(crate) id: String,
-    pub(crate) user_id: String,
-    pub(crate) status: String,
-    pub(crate) expires_at: DateTime<Utc>,
-    pub(crate) ticket_id: String,
-    pub(crate) ticket_title: String,
-    pub(crate) ticket_price_cents: i64,
-    pub(crate) ticket_version: i64,
-    pub(crate) version: i64,
+/// A ticket as the API shows it.
+pub struct TicketRow {
+    pub id: String,
+    pub title: String,
+    pub price_cents: i64,
+    pub user_id: String,
+    pub order_id: Option<String>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+/// An order as the API shows it, with its ticket.
+pub struct OrderRow {
+    pub id: String,
+    pub user_id: String,
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    pub ticket_id: String,
+    pub ticket_title: String,
+    pub ticket_price_cents: i64,
+    pub ticket_version: i64,
+    pub version: i64,
 }
 
 const TICKET_COLUMNS: &str = "id, title, price_cents, user_id, order_id, version";
@@ -39,23 +54,23 @@ const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.expires_at, o.ticket_i
      coalesce(t.version, o.ticket_version) AS ticket_version, o.version";
 const ORDERS: &str = "order_views o LEFT JOIN ticket_views t ON t.id = o.ticket_id";
 
-pub(crate) async fn ticket(pool: &PgPool, id: &str) -> anyhow::Result<Option<TicketRow>> {
+pub async fn ticket(pool: &PgPool, id: &str) -> Result<Option<TicketRow>, QueryError> {
     sqlx::query_as(&format!(
         "SELECT {TICKET_COLUMNS} FROM ticket_views WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
     .await
-    .context("Failed to read a ticket view")
+    .map_err(failed("read a ticket view"))
 }
 
 /// Unreserved tickets, oldest first (ids are time-ordered UUIDv7), after the
 /// `after` cursor.
-pub(crate) async fn available_tickets(
+pub async fn available_tickets(
     pool: &PgPool,
     after: Option<&str>,
     limit: i64,
-) -> anyhow::Result<Vec<TicketRow>> {
+) -> Result<Vec<TicketRow>, QueryError> {
     // Only the columns of `ticket_views_available_page` (order_id is NULL
     // by the filter): an index-only scan.
     sqlx::query_as(
@@ -67,26 +82,26 @@ pub(crate) async fn available_tickets(
     .bind(limit)
     .fetch_all(pool)
     .await
-    .context("Failed to list available tickets")
+    .map_err(failed("list available tickets"))
 }
 
-pub(crate) async fn order(pool: &PgPool, id: &str) -> anyhow::Result<Option<OrderRow>> {
+pub async fn order(pool: &PgPool, id: &str) -> Result<Option<OrderRow>, QueryError> {
     sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM {ORDERS} WHERE o.id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
     .await
-    .context("Failed to read an order view")
+    .map_err(failed("read an order view"))
 }
 
 /// The user's orders in the order they were placed, after the order `after`.
-pub(crate) async fn orders_of(
+pub async fn orders_of(
     pool: &PgPool,
     user_id: &str,
     after: Option<&str>,
     limit: i64,
-) -> anyhow::Result<Vec<OrderRow>> {
+) -> Result<Vec<OrderRow>, QueryError> {
     sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM {ORDERS}
          WHERE o.user_id = $1
@@ -99,5 +114,5 @@ pub(crate) async fn orders_of(
     .bind(limit)
     .fetch_all(pool)
     .await
-    .context("Failed to list orders")
+    .map_err(failed("list orders"))
 }

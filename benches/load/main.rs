@@ -183,9 +183,25 @@ async fn run(settings: &Settings, system: &System, run_id: &str) -> anyhow::Resu
             scenario.duration(settings.profile).as_secs()
         );
         let run_time = scenario.duration(settings.profile);
+        let cache_before = page_cache_counts(base_url).await;
         let outcome = attack::run(scenario, run_time, base_url, &buyer, run_id).await?;
+        let cache = match (cache_before, page_cache_counts(base_url).await) {
+            (Some((hits, misses)), Some((hits_after, misses_after))) => {
+                let (hits, misses) = (hits_after - hits, misses_after - misses);
+                if hits + misses > 0.0 {
+                    format!(
+                        ", page cache {:.1}% hits ({hits:.0} of {:.0})",
+                        100.0 * hits / (hits + misses),
+                        hits + misses
+                    )
+                } else {
+                    String::new()
+                }
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "loadtest: {}: {:.1} req/s, p99 {}, errors: {}",
+            "loadtest: {}: {:.1} req/s, p99 {}, errors: {}{cache}",
             scenario.name(),
             outcome.total.requests_per_second(),
             measurement::format_latency(outcome.total.p99_us),
@@ -282,6 +298,25 @@ async fn physical_limit(settings: &Settings, run_id: &str) -> Result<pgbench::Re
     )
     .await
     .map_err(|e| format!("pgbench failed: {e:#}"))
+}
+
+/// The server's page cache (hits, misses) so far, from its `/metrics`;
+/// `None` if it does not answer or has no page cache.
+async fn page_cache_counts(base_url: &str) -> Option<(f64, f64)> {
+    let exposition = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let count = |result: &str| {
+        pipeline::metric_sum_where(
+            &exposition,
+            "page_cache_requests_total",
+            &format!("result=\"{result}\""),
+        )
+    };
+    Some((count("hit")?, count("miss")?))
 }
 
 /// `N cores, M GiB` of this machine, from the OS.

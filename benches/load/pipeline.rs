@@ -231,4 +231,5 @@ async fn wait_drained(
     }
 }
 
+pub(crate) use self::sampler::metric_sum_where;
 pub(crate) use self::table::render;

@@ -90,6 +90,12 @@ pub(crate) async fn database_now(connection: &mut PgConnection) -> anyhow::Resul
 /// The sum of every series of the metric `name` in a Prometheus text
 /// exposition; `None` when it has none.
 pub(crate) fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
+    metric_sum_where(exposition, name, "")
+}
+
+/// The sum of the series of `name` whose labels contain `label` (e.g.
+/// `result="hit"`; empty: every series); `None` when none matches.
+pub(crate) fn metric_sum_where(exposition: &str, name: &str, label: &str) -> Option<f64> {
     exposition
         .lines()
         .filter(|line| !line.starts_with('#'))
@@ -97,8 +103,14 @@ pub(crate) fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
             let rest = line.strip_prefix(name)?;
             // `name{labels} value` or `name value`; not `name_suffix ...`.
             let value = match rest.strip_prefix('{') {
-                Some(labelled) => labelled.split_once('}')?.1,
-                None if rest.starts_with(' ') => rest,
+                Some(labelled) => {
+                    let (labels, value) = labelled.split_once('}')?;
+                    if !labels.contains(label) {
+                        return None;
+                    }
+                    value
+                }
+                None if rest.starts_with(' ') && label.is_empty() => rest,
                 None => return None,
             };
             value.split_whitespace().next()?.parse::<f64>().ok()
@@ -266,5 +278,21 @@ consumer_lag_messages{topic=\"t.orders.v1\",partition=\"0\"} 0
         assert_eq!(metric_sum(EXPOSITION, CONSUMER_LAG), Some(15.5));
         assert_eq!(metric_sum(EXPOSITION, "relay_leader"), None);
         assert_eq!(metric_sum("", CONSUMER_LAG), None);
+    }
+
+    #[test]
+    fn a_labelled_sum_counts_only_the_series_with_that_label() {
+        assert_eq!(
+            metric_sum_where(EXPOSITION, CONSUMER_LAG, "topic=\"t.tickets.v1\""),
+            Some(15.5)
+        );
+        assert_eq!(
+            metric_sum_where(EXPOSITION, CONSUMER_LAG, "partition=\"0\""),
+            Some(10.0)
+        );
+        assert_eq!(
+            metric_sum_where(EXPOSITION, OUTBOX_BACKLOG, "x=\"y\""),
+            None
+        );
     }
 }

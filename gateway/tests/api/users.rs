@@ -109,13 +109,7 @@ async fn signup_with_an_email_in_use_is_rejected_whatever_its_case() {
     assert_eq!(first.status(), StatusCode::CREATED);
 
     for again in [email.clone(), email.to_uppercase()] {
-        let response = app
-            .post(
-                &new_client(),
-                "/api/users/signup",
-                json!({ "email": again, "password": "password" }),
-            )
-            .await;
+        let response = app.sign_up_as(&new_client(), &again).await;
         assert_errors(response, StatusCode::BAD_REQUEST, &[("Email in use", None)]).await;
     }
 }
@@ -124,13 +118,7 @@ async fn signup_with_an_email_in_use_is_rejected_whatever_its_case() {
 async fn signin_with_valid_credentials_starts_a_session() {
     let app = spawn_app().await;
     let email = unique_email();
-    let _ = app
-        .post(
-            &new_client(),
-            "/api/users/signup",
-            json!({ "email": email, "password": "password" }),
-        )
-        .await;
+    let _ = app.sign_up_as(&new_client(), &email).await;
 
     let response = app
         .post(
@@ -154,13 +142,7 @@ async fn signin_with_valid_credentials_starts_a_session() {
 async fn signin_rejects_bad_input_and_bad_credentials() {
     let app = spawn_app().await;
     let email = unique_email();
-    let _ = app
-        .post(
-            &new_client(),
-            "/api/users/signup",
-            json!({ "email": email, "password": "password" }),
-        )
-        .await;
+    let _ = app.sign_up_as(&new_client(), &email).await;
     let cases = [
         (
             json!({ "email": "nope", "password": "password" }),

@@ -62,7 +62,7 @@ use tokio::sync::OnceCell;
 
 use crate::conditional::etag_of;
 use crate::error::ApiError;
-use crate::precompressed::{AcceptEncoding, Encoding};
+use crate::precompressed::{AcceptEncoding, Encoding, MIN_BYTES};
 
 /// The read side's generation: moves whenever the read models changed
 /// (see the module documentation); the serve command reads it from the
@@ -159,8 +159,8 @@ impl Entry {
     /// digest the body again.
     async fn response(&self, accept: AcceptEncoding) -> Response {
         let compressed = match accept.0 {
-            // Tiny bodies are not worth it (nor does the layer bother).
-            Some(encoding) if self.body.len() >= MIN_COMPRESSED => self.compressed
+            // As the response layer: small bodies go as they are.
+            Some(encoding) if self.body.len() >= usize::from(MIN_BYTES) => self.compressed
                 [encoding.index()]
             .get_or_init(|| async {
                 // Inline, as the response layer compresses: about a
@@ -187,9 +187,6 @@ impl Entry {
         response
     }
 }
-
-/// The response layer's threshold (`tower-http`'s default predicate).
-const MIN_COMPRESSED: usize = 32;
 
 /// A page's 200 answer: the JSON body, its `Link` and, if known, `ETag`.
 fn page_response(body: Bytes, link: Option<&HeaderValue>, etag: Option<&HeaderValue>) -> Response {

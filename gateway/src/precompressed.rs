@@ -19,6 +19,9 @@ use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use bytes::Bytes;
 
+/// Answers smaller than this are never compressed (see `routes`).
+pub(crate) const MIN_BYTES: u16 = 1024;
+
 /// A response encoding the cache keeps copies in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Encoding {

@@ -2,7 +2,8 @@
 //! real broker.
 //!
 //! [`OwnedBroker`] is a broker of the test's own, to kill or restart;
-//! [`eventually`] waits on an outcome; [`brokers`] names the shared broker.
+//! [`eventually`] waits on an outcome; [`brokers`] names the shared broker;
+//! [`init_test_logs`] shows the logs when `TEST_LOG` is set.
 //!
 //!
 //! [`PgProxy`] sits between an application's pool and the server and
@@ -14,9 +15,11 @@
 //! than any bound, with its transaction open on the server meanwhile.
 
 mod broker;
+mod logs;
 mod proxy;
 mod wait;
 
 pub use broker::OwnedBroker;
+pub use logs::init_test_logs;
 pub use proxy::PgProxy;
 pub use wait::{brokers, eventually};

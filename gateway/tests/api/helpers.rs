@@ -1,4 +1,3 @@
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::{Client, Response, StatusCode};
@@ -13,15 +12,6 @@ use ticketing_testkit::PgProxy;
 use uuid::Uuid;
 
 pub(crate) const JWT_KEY: &str = "test-jwt-key";
-
-fn init_tracing() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            tracing_subscriber::fmt().with_env_filter("info").init();
-        }
-    });
-}
 
 pub(crate) struct TestApp {
     pub(crate) address: String,
@@ -118,7 +108,7 @@ pub(crate) async fn spawn_app_with_replica(
 }
 
 async fn test_database() -> ScratchDatabase {
-    init_tracing();
+    ticketing_testkit::init_test_logs("info");
     ScratchDatabase::create("ticketing_test", 20)
         .await
         .expect("create a test database (is PostgreSQL running? `make stack`)")

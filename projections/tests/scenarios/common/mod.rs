@@ -3,7 +3,7 @@
 
 mod produce;
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -19,19 +19,6 @@ pub(crate) use ticketing_testkit::{brokers, eventually};
 
 pub(crate) type TestResult = anyhow::Result<()>;
 
-fn init_tracing() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
-                )
-                .init();
-        }
-    });
-}
-
 /// A database of its own, migrated, dropped by [`TestDb::drop`].
 pub(crate) struct TestDb {
     pub(crate) pool: PgPool,
@@ -40,7 +27,7 @@ pub(crate) struct TestDb {
 
 impl TestDb {
     pub(crate) async fn create() -> anyhow::Result<TestDb> {
-        init_tracing();
+        ticketing_testkit::init_test_logs("info,sqlx=warn");
         let scratch = ScratchDatabase::create("projections", 20).await?;
         Ok(TestDb {
             pool: scratch.pool().clone(),

@@ -5,7 +5,7 @@ mod consume;
 pub(crate) mod load;
 mod netfault;
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -21,19 +21,6 @@ pub(crate) use ticketing_testkit::{brokers as shared_brokers, eventually, OwnedB
 
 pub(crate) type TestResult = anyhow::Result<()>;
 
-fn init_tracing() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
-                )
-                .init();
-        }
-    });
-}
-
 /// A database of its own, migrated, dropped by [`TestDb::drop`].
 pub(crate) struct TestDb {
     pub(crate) pool: PgPool,
@@ -43,7 +30,7 @@ pub(crate) struct TestDb {
 
 impl TestDb {
     pub(crate) async fn create() -> anyhow::Result<TestDb> {
-        init_tracing();
+        ticketing_testkit::init_test_logs("info,sqlx=warn");
         let scratch = ScratchDatabase::create("relay", 40).await?;
         Ok(TestDb {
             pool: scratch.pool().clone(),

@@ -182,5 +182,10 @@ async fn view_sequences(
          LEFT JOIN {} v ON v.id = w.id ORDER BY w.n",
         kind.view()
     );
-    sqlx::query_scalar(&sql).bind(ids).fetch_all(conn).await
+    // Planned per execution, as `rows::store`'s lookups (same reason).
+    sqlx::query_scalar(&sql)
+        .persistent(false)
+        .bind(ids)
+        .fetch_all(conn)
+        .await
 }

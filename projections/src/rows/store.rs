@@ -57,9 +57,11 @@ pub(crate) enum NewRows {
 /// small enough that a large flush is not held in memory twice.
 const COPY_CHUNK: usize = 1 << 20;
 
-/// How a load finds its rows: one primary-key lookup per id. (`WHERE id =
-/// ANY($1)` can get a cached generic plan made while the table was small,
-/// a sequential scan that then takes seconds on a large table.)
+/// How a load finds its rows: one primary-key lookup per id. Run as an
+/// unnamed statement (`persistent(false)`), planned at each execution for
+/// the table as it is: a prepared one switches to a generic plan, and one
+/// made while the table was empty is a sequential scan, kept as the table
+/// grows (about 100 ms a batch at 300,000 rows, even for one event).
 const LOOKUP: &str = "AS t JOIN unnest($1::text[]) AS wanted(id) ON t.id = wanted.id";
 
 /// Loads the rows of the given aggregates into `rows`.
@@ -83,6 +85,7 @@ pub(crate) async fn load(
             tables.tickets
         );
         for row in sqlx::query_as::<_, TicketRow>(&sql)
+            .persistent(false)
             .bind(tickets)
             .fetch_all(&mut *conn)
             .await?
@@ -102,6 +105,7 @@ pub(crate) async fn load(
             tables.orders
         );
         for row in sqlx::query_as::<_, OrderRow>(&sql)
+            .persistent(false)
             .bind(orders)
             .fetch_all(&mut *conn)
             .await?
@@ -121,6 +125,7 @@ pub(crate) async fn load(
             tables.payments
         );
         for row in sqlx::query_as::<_, PaymentRow>(&sql)
+            .persistent(false)
             .bind(payments)
             .fetch_all(&mut *conn)
             .await?

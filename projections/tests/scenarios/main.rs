@@ -11,6 +11,7 @@ mod gap;
 mod lag;
 mod lost;
 mod outage;
+mod plans;
 mod poison;
 mod replay;
 mod sharing;

@@ -449,14 +449,21 @@ impl Arg {
         if self.page_cache_bytes > 0 && self.page_cache_max_age_ms > 0 {
             // The page cache's generation: the changes every projection
             // worker announces, and this process's own commits at once.
-            let (announced, _listening) = Changes::listen(&pool, shutdown.clone())
-                .await
-                .context("Failed to listen for read-model changes (the page cache)")?;
-            let local = projector.as_ref().map(|p| Arc::clone(&p.metrics));
-            app = app.with_read_generation(Arc::new(move || {
-                let own = local.as_ref().map_or(0, |metrics| metrics.views_changed());
-                announced.generation().wrapping_add(own)
-            }));
+            match Changes::listen(&pool, shutdown.clone()).await {
+                Ok((announced, _listening)) => {
+                    let local = projector.as_ref().map(|p| Arc::clone(&p.metrics));
+                    app = app.with_read_generation(Arc::new(move || {
+                        let own = local.as_ref().map_or(0, |metrics| metrics.views_changed());
+                        announced.generation().wrapping_add(own)
+                    }));
+                }
+                // E.g. a pooler in transaction mode, where LISTEN cannot
+                // work: serve every read from the database instead.
+                Err(error) => tracing::warn!(
+                    error.message = %error,
+                    "the page cache is off: cannot LISTEN for read-model changes"
+                ),
+            }
         }
         // Shedding reads the backlog and lag of the relay and projector in
         // this process; a gateway alone leaves it to the workers' alerts.

@@ -280,6 +280,8 @@ async fn events_between(
            AND (transaction_id, global_position) <= ($3::bigint::text::xid8, $4) \
          ORDER BY events.transaction_id, events.global_position LIMIT $5",
     )
+    // Planned per execution (see `super::view_sequences`).
+    .persistent(false)
     .bind(after.transaction_id)
     .bind(after.global_position)
     .bind(upto.transaction_id)

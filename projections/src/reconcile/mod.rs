@@ -182,7 +182,9 @@ async fn view_sequences(
          LEFT JOIN {} v ON v.id = w.id ORDER BY w.n",
         kind.view()
     );
-    // Planned per execution, as `rows::store`'s lookups (same reason).
+    // Planned per execution, as every range and batch query of the read
+    // side: a prepared statement switches to a generic plan, and one made
+    // while the tables were empty scans them whole once they have grown.
     sqlx::query_scalar(&sql)
         .persistent(false)
         .bind(ids)

@@ -124,6 +124,10 @@ pub async fn compare_range(
          FROM events WHERE aggregate_type = $1 AND aggregate_id > $2 \
          GROUP BY aggregate_id ORDER BY aggregate_id LIMIT $5",
     )
+    // Planned per execution (see `super::view_sequences`): seen under load,
+    // a generic plan made while `events` was empty grouped the whole table,
+    // spilling to disk, every 2 s.
+    .persistent(false)
     .bind(kind.type_name())
     .bind(after)
     .bind(bound.transaction_id)
@@ -146,6 +150,7 @@ pub async fn compare_range(
                 kind.view()
             );
             sqlx::query_as(&sql)
+                .persistent(false)
                 .bind(after)
                 .bind(upper)
                 .fetch_all(&mut *conn)
@@ -157,6 +162,7 @@ pub async fn compare_range(
                 kind.view()
             );
             sqlx::query_as(&sql)
+                .persistent(false)
                 .bind(after)
                 .bind(limit)
                 .fetch_all(&mut *conn)

@@ -1,5 +1,5 @@
-//! The live path's row lookups stay index lookups however the table grew
-//! since the connection first ran them.
+//! The read side's lookups and ranges stay index scans however the tables
+//! grew since the connection first ran them.
 //!
 //! Seen under load: a worker started on empty views cached a generic plan
 //! for its batch lookup (a hash join over a sequential scan: cheapest on an
@@ -7,7 +7,9 @@
 //! batch, even of one event, scanned the whole table (about 100 ms), until
 //! an autoanalyze happened to invalidate the plan.
 
+use ticketing_projections::reconcile::sweep::compare_range;
 use ticketing_projections::{apply_events, AggregateKind, ProjectedEvent};
+use ticketing_relay::Cursor;
 
 use crate::common::{produce, ticket, TestDb, TestResult};
 
@@ -41,10 +43,25 @@ async fn a_batch_lookup_never_runs_on_a_plan_made_for_another_table_size() -> Te
         let _ = apply_events(&mut tx, &batch).await?;
         tx.commit().await?;
     }
+    // And the sweep's ranges, as often as it compares them.
+    for _ in 0..8 {
+        let _ = compare_range(
+            &mut conn,
+            AggregateKind::Ticket,
+            "",
+            1_000,
+            Cursor {
+                transaction_id: i64::MAX,
+                global_position: i64::MAX,
+            },
+        )
+        .await?;
+    }
     let generic: Vec<(String, i64)> = sqlx::query_as(
         "SELECT statement, generic_plans FROM pg_prepared_statements \
-         WHERE statement LIKE '%unnest(%' AND generic_plans > 0 \
-         AND statement NOT LIKE '%pg_prepared_statements%'",
+         WHERE generic_plans > 0 AND statement NOT LIKE '%pg_prepared_statements%' \
+           AND (statement LIKE '%unnest(%' OR statement LIKE '%GROUP BY aggregate_id%' \
+                OR statement LIKE '%last_sequence FROM ticket_views WHERE id >%')",
     )
     .fetch_all(&mut *conn)
     .await?;

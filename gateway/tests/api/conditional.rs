@@ -9,10 +9,16 @@ use crate::helpers::{spawn_app, TestApp};
 
 /// What the projection does when a ticket is created.
 async fn project_ticket(app: &TestApp, title: &str) {
+    project_ticket_with_id(app, &uuid::Uuid::new_v4().to_string(), title).await;
+}
+
+/// What the projection writes for a new ticket (none runs here).
+async fn project_ticket_with_id(app: &TestApp, id: &str, title: &str) {
     sqlx::query(
         "INSERT INTO ticket_views (id, title, price_cents, user_id, version, last_sequence) \
-         VALUES (gen_random_uuid()::text, $1, 1000, 'seller', 0, 1)",
+         VALUES ($1, $2, 1000, 'seller', 0, 1)",
     )
+    .bind(id)
     .bind(title)
     .execute(&app.pool)
     .await
@@ -130,15 +136,7 @@ async fn a_small_answer_is_sent_as_it_is_even_when_compression_is_accepted() {
         .as_str()
         .unwrap()
         .to_owned();
-    // What the projection would write (none runs here).
-    sqlx::query(
-        "INSERT INTO ticket_views (id, title, price_cents, user_id, version, last_sequence) \
-         VALUES ($1, 'concert', 1000, 'seller', 0, 1)",
-    )
-    .bind(&id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    project_ticket_with_id(&app, &id, "concert").await;
     let shown = app
         .client
         .get(app.url(&format!("/api/tickets/{id}")))

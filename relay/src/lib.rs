@@ -80,7 +80,7 @@ pub use kafka_client::{
 };
 pub use leader::RELAY_LOCK_KEY;
 pub use metrics::{RelayMetrics, RelayMetricsSnapshot};
-pub use outbox::{published_cursor, Cursor, CURSOR_NAME};
+pub use outbox::{backlog, published_cursor, Cursor, CURSOR_NAME};
 pub use publisher::{provision_topics, Publisher};
 pub use replay::load_envelopes;
 pub use republish::{topic_version, RepublishOutcome, RepublishPlan, RepublishStart, Republisher};

@@ -243,16 +243,17 @@ pub(crate) async fn publish_horizon(conn: &mut PgConnection) -> sqlx::Result<i64
 
 /// Committed events not yet published, counting at most `bound` so that a
 /// large backlog stays cheap to measure.
+///
+/// Planned per execution: seen under load, a generic plan made while
+/// `events` was small scanned the whole table (80 ms at 470,000 rows) on
+/// every refresh, where the cursor's values select a short index range.
 #[tracing::instrument(level = "debug", skip(conn))]
-pub(crate) async fn backlog(
-    conn: &mut PgConnection,
-    after: Cursor,
-    bound: i64,
-) -> sqlx::Result<i64> {
+pub async fn backlog(conn: &mut PgConnection, after: Cursor, bound: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT 1 FROM events \
          WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) LIMIT $3) AS pending",
     )
+    .persistent(false)
     .bind(after.transaction_id)
     .bind(after.global_position)
     .bind(bound)

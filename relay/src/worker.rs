@@ -163,9 +163,19 @@ impl Relay {
         }
         let mut cursor = rebased.cursor;
         self.refresh_backlog(&mut conn, cursor).await?;
+        // Measured beside the loop from then on: publication never waits
+        // for a count, which grows with the backlog it measures.
+        let (published, measured) = tokio::sync::watch::channel(cursor);
+        let stop_measuring = shutdown.child_token();
+        let _stop_measuring = stop_measuring.clone().drop_guard();
+        drop(tokio::spawn(measure_backlog(
+            self.pool.clone(),
+            measured,
+            Arc::clone(&self.metrics),
+            stop_measuring,
+        )));
         let mut ahead: Option<Vec<OutgoingMessage>> = None;
         let mut next = Wait::Now;
-        let mut backlog_at = Instant::now();
         let mut summary_at = Instant::now();
         loop {
             let woke = tokio::select! {
@@ -195,6 +205,7 @@ impl Relay {
                                 acknowledged(&mut conn, &batch, &self.metrics).await?
                             {
                                 cursor = acked;
+                                let _ = published.send(cursor);
                             }
                             // A batch read ahead that failed is read again,
                             // and its error handled, as the next batch.
@@ -212,10 +223,6 @@ impl Relay {
                 }
                 Err(error) => self.failed(error, woke, &mut publisher).await?,
             };
-            if backlog_at.elapsed() >= BACKLOG_REFRESH {
-                backlog_at = Instant::now();
-                self.refresh_backlog(&mut conn, cursor).await?;
-            }
             if summary_at.elapsed() >= SUMMARY_PERIOD {
                 summary_at = Instant::now();
                 let m = self.metrics.snapshot();
@@ -304,5 +311,36 @@ impl Relay {
 
     fn batch_len(&self) -> usize {
         usize::try_from(self.config.batch_size).unwrap_or(usize::MAX)
+    }
+}
+
+/// Keeps `outbox_backlog_events` current while leading: every
+/// [`BACKLOG_REFRESH`], counts what follows the last published cursor, on a
+/// connection of its own. A failed count is retried at the next refresh.
+async fn measure_backlog(
+    pool: PgPool,
+    published: tokio::sync::watch::Receiver<Cursor>,
+    metrics: Arc<RelayMetrics>,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(BACKLOG_REFRESH);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let _ = ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let cursor = *published.borrow();
+        let counted = async {
+            let mut conn = pool.acquire().await?;
+            outbox::backlog(&mut conn, cursor, BACKLOG_BOUND).await
+        };
+        match counted.await {
+            Ok(pending) => metrics.set_backlog(u64::try_from(pending).unwrap_or_default()),
+            Err(error) => {
+                tracing::debug!(error.message = %error, "outbox backlog not measured");
+            }
+        }
     }
 }

@@ -10,5 +10,6 @@ mod common;
 mod delivery;
 mod failover;
 mod late_commit;
+mod plans;
 mod relay_crash;
 mod restore;

@@ -131,3 +131,34 @@ async fn an_envelope_carries_identity_position_causality_and_trace_context() -> 
     conn.close().await?;
     db.drop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_stopped_as_its_last_batch_is_acknowledged_has_saved_its_cursor() -> TestResult {
+    // Arrange: a relay publishing a steady stream of commands.
+    let db = TestDb::create().await?;
+    let config = relay_config(&shared_brokers());
+    let relay = RunningRelay::spawn(&db.pool, &config);
+    let committed = load::ticket_commands(&db.pool, 200, 5, 16).await?;
+    let expected = u64::try_from(committed)?;
+
+    // Act: stopped the moment the broker has acknowledged everything.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relay.metrics.snapshot().events_published < expected {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the relay did not publish in time"
+        );
+        tokio::task::yield_now().await;
+    }
+    relay.stop().await?;
+
+    // Assert: nothing is left after the saved cursor, so a new leader
+    // sends nothing again.
+    assert_eq!(committed, 1_000);
+    assert_eq!(
+        db.pending().await?,
+        0,
+        "every acknowledged event is behind the cursor"
+    );
+    db.drop().await
+}

@@ -331,9 +331,11 @@ async fn measure_backlog(
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let cursor = *published.borrow();
         let counted = async {
             let mut conn = pool.acquire().await?;
+            // Read once connected: a cursor read before a wait for the pool
+            // would count what was published meanwhile.
+            let cursor = *published.borrow();
             outbox::backlog(&mut conn, cursor, BACKLOG_BOUND).await
         };
         match counted.await {

@@ -182,7 +182,7 @@ pub async fn follow_step(
     } else if cursor >= bound {
         // Another worker, whose view of the relay is more recent, followed
         // further: nothing is due here yet. Ended now, not when the
-        // transaction is dropped: the row stays locked until then.
+        // transaction is dropped: the claim is held until then.
         tx.rollback().await?;
         return Ok(FollowReport::default());
     }

@@ -130,10 +130,28 @@ pub async fn read_side_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cu
     }))
 }
 
-/// Locks the read side's position until the transaction ends, creating it
+/// The advisory lock of the one worker following the store at a time.
+const FOLLOW_LOCK: i64 = 0x0066_6f6c_6c6f_77; // "follow"
+
+/// Claims the read side's position until the transaction ends, creating it
 /// at the start of the store if missing; `None` if another worker holds it
 /// (it is following the store right now).
+///
+/// Claimed with an advisory lock, not by locking the row: a row lock takes
+/// a transaction id, and the relay publishes nothing committed after the
+/// oldest transaction holding one, so each step would hold back
+/// publication for as long as it reads the store and the views.
 async fn lock_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cursor>> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(FOLLOW_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    if let Some(cursor) = read_side_cursor(&mut *conn).await? {
+        return Ok(Some(cursor));
+    }
     let _ = sqlx::query(
         "INSERT INTO read_side_cursor (name, transaction_id, global_position) \
          VALUES ($1, '0'::xid8, 0) ON CONFLICT (name) DO NOTHING",
@@ -141,17 +159,7 @@ async fn lock_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cursor>> {
     .bind(CURSOR_NAME)
     .execute(&mut *conn)
     .await?;
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM read_side_cursor \
-         WHERE name = $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(CURSOR_NAME)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(transaction_id, global_position)| Cursor {
-        transaction_id,
-        global_position,
-    }))
+    read_side_cursor(conn).await
 }
 
 async fn save_cursor(conn: &mut PgConnection, cursor: Cursor) -> sqlx::Result<()> {

@@ -8,6 +8,7 @@
 mod changes;
 mod common;
 mod gap;
+mod horizon;
 mod lag;
 mod lost;
 mod outage;

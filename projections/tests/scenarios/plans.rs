@@ -75,7 +75,10 @@ async fn a_batch_lookup_never_runs_on_a_plan_made_for_another_table_size() -> Te
 }
 
 /// Many aggregates of one event each, written straight into the store.
-async fn store_aggregates(conn: &mut sqlx::PgConnection, count: i64) -> anyhow::Result<()> {
+pub(crate) async fn store_aggregates(
+    conn: &mut sqlx::PgConnection,
+    count: i64,
+) -> anyhow::Result<()> {
     let _ = sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                              payload, metadata) \

@@ -131,7 +131,7 @@ pub async fn read_side_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cu
 }
 
 /// The advisory lock of the one worker following the store at a time.
-const FOLLOW_LOCK: i64 = 0x0066_6f6c_6c6f_77; // "follow"
+const FOLLOW_LOCK: i64 = 0x0000_666f_6c6c_6f77; // "follow"
 
 /// Claims the read side's position until the transaction ends, creating it
 /// at the start of the store if missing; `None` if another worker holds it

@@ -6,15 +6,13 @@
 //! which takes a transaction id, and then spent its whole step (tens of
 //! milliseconds) reading the store and the views, so every event committed
 //! meanwhile waited for it; it was the oldest such transaction in about one
-//! sample in eleven. A step now takes an id only to move its cursor (or to
+//! sample in twelve. A step now takes an id only to move its cursor (or to
 //! heal), as it commits.
-
-use std::time::Duration;
 
 use ticketing_projections::reconcile::follow::follow_step;
 use ticketing_relay::Cursor;
 
-use crate::common::{TestDb, TestResult};
+use crate::common::{wait_for_lock_waiter, TestDb, TestResult};
 use crate::plans::store_aggregates;
 
 #[tokio::test]
@@ -66,21 +64,4 @@ async fn a_follow_step_holds_no_transaction_id_while_it_reads() -> TestResult {
     );
     drop(setup);
     db.drop().await
-}
-
-/// The backend of this database waiting for a lock on a relation.
-async fn wait_for_lock_waiter(conn: &mut sqlx::PgConnection) -> anyhow::Result<i32> {
-    for _ in 0..500 {
-        let waiting: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND wait_event = 'relation'",
-        )
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(pid) = waiting {
-            return Ok(pid);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("no follow step came to wait on the views")
 }

@@ -16,4 +16,5 @@ mod plans;
 mod poison;
 mod replay;
 mod sharing;
+mod sweep_race;
 mod views;

@@ -124,3 +124,20 @@ impl RunningProjector {
         Ok(())
     }
 }
+
+/// The backend of this database waiting for a lock on a relation.
+pub(crate) async fn wait_for_lock_waiter(conn: &mut sqlx::PgConnection) -> anyhow::Result<i32> {
+    for _ in 0..500 {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND wait_event = 'relation'",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(pid) = waiting {
+            return Ok(pid);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("no session came to wait for a lock on a relation")
+}

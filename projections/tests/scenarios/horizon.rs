@@ -13,19 +13,14 @@ use ticketing_projections::reconcile::follow::follow_step;
 use ticketing_relay::Cursor;
 
 use crate::common::{wait_for_lock_waiter, TestDb, TestResult};
-use crate::plans::store_aggregates;
+use crate::plans::{project_every_ticket, store_aggregates};
 
 #[tokio::test]
 async fn a_follow_step_holds_no_transaction_id_while_it_reads() -> TestResult {
     let db = TestDb::create().await?;
     let mut setup = db.pool.acquire().await?;
     store_aggregates(&mut setup, 2_000).await?;
-    let _ = sqlx::query(
-        "INSERT INTO ticket_views (id, title, price_cents, user_id, version, last_sequence) \
-         SELECT aggregate_id, 'Opera', 2500, 'seller', 0, 1 FROM events",
-    )
-    .execute(&mut *setup)
-    .await?;
+    project_every_ticket(&mut setup).await?;
     let (transaction_id, last): (i64, i64) = sqlx::query_as(
         "SELECT min(transaction_id::text::bigint), max(global_position) FROM events",
     )

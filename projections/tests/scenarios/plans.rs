@@ -91,6 +91,17 @@ pub(crate) async fn store_aggregates(
     Ok(())
 }
 
+/// A view row, at sequence 1, for every ticket in the store.
+pub(crate) async fn project_every_ticket(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    let _ = sqlx::query(
+        "INSERT INTO ticket_views (id, title, price_cents, user_id, version, last_sequence) \
+         SELECT aggregate_id, 'Opera', 2500, 'seller', 0, 1 FROM events",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_sweep_range_reads_its_own_aggregates_and_not_the_rest_of_the_store() -> TestResult {
     let db = TestDb::create().await?;
@@ -169,12 +180,7 @@ async fn the_follower_looks_up_the_views_of_its_events_and_not_the_whole_view() 
         .await?;
     // 20,000 tickets, each projected, written in one transaction.
     store_aggregates(&mut conn, 20_000).await?;
-    let _ = sqlx::query(
-        "INSERT INTO ticket_views (id, title, price_cents, user_id, version, last_sequence) \
-         SELECT aggregate_id, 'Opera', 2500, 'seller', 0, 1 FROM events",
-    )
-    .execute(&mut *conn)
-    .await?;
+    project_every_ticket(&mut conn).await?;
     let (transaction_id,): (i64,) =
         sqlx::query_as("SELECT min(transaction_id::text::bigint) FROM events")
             .fetch_one(&mut *conn)

@@ -6,7 +6,7 @@ use ticketing_projections::AggregateKind;
 use ticketing_relay::Cursor;
 
 use crate::common::{wait_for_lock_waiter, TestDb, TestResult};
-use crate::plans::store_aggregates;
+use crate::plans::{project_every_ticket, store_aggregates};
 
 /// The sweep reads the store, then the views, each in a statement of its
 /// own. A ticket whose event commits between the two, and whose row the
@@ -47,12 +47,7 @@ async fn a_row_written_while_the_sweep_compares_is_not_an_orphan() -> TestResult
     let _ = wait_for_lock_waiter(&mut watcher).await?;
     // Meanwhile a ticket is created and projected at once.
     store_aggregates(&mut writer, 1).await?;
-    let _ = sqlx::query(
-        "INSERT INTO ticket_views (id, title, price_cents, user_id, version, last_sequence) \
-         SELECT aggregate_id, 'Opera', 2500, 'seller', 0, 1 FROM events",
-    )
-    .execute(&mut *writer)
-    .await?;
+    project_every_ticket(&mut writer).await?;
     writer.commit().await?;
     let range = compare.await??;
 

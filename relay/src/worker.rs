@@ -162,7 +162,7 @@ impl Relay {
             );
         }
         let mut cursor = rebased.cursor;
-        self.refresh_backlog(&mut conn, cursor).await?;
+        record_backlog(&mut conn, cursor, &self.metrics).await?;
         // Measured beside the loop from then on: publication never waits
         // for a count, which grows with the backlog it measures.
         let (published, measured) = tokio::sync::watch::channel(cursor);
@@ -298,17 +298,6 @@ impl Relay {
         }
     }
 
-    async fn refresh_backlog(
-        &self,
-        conn: &mut PgConnection,
-        cursor: Cursor,
-    ) -> Result<(), RelayError> {
-        let pending = outbox::backlog(conn, cursor, BACKLOG_BOUND).await?;
-        self.metrics
-            .set_backlog(u64::try_from(pending).unwrap_or_default());
-        Ok(())
-    }
-
     fn batch_len(&self) -> usize {
         usize::try_from(self.config.batch_size).unwrap_or(usize::MAX)
     }
@@ -336,13 +325,22 @@ async fn measure_backlog(
             // Read once connected: a cursor read before a wait for the pool
             // would count what was published meanwhile.
             let cursor = *published.borrow();
-            outbox::backlog(&mut conn, cursor, BACKLOG_BOUND).await
+            record_backlog(&mut conn, cursor, &metrics).await
         };
-        match counted.await {
-            Ok(pending) => metrics.set_backlog(u64::try_from(pending).unwrap_or_default()),
-            Err(error) => {
-                tracing::debug!(error.message = %error, "outbox backlog not measured");
-            }
+        if let Err(error) = counted.await {
+            tracing::debug!(error.message = %error, "outbox backlog not measured");
         }
     }
+}
+
+/// Counts what follows `cursor` (up to [`BACKLOG_BOUND`]) into
+/// `outbox_backlog_events`.
+async fn record_backlog(
+    conn: &mut PgConnection,
+    cursor: Cursor,
+    metrics: &RelayMetrics,
+) -> sqlx::Result<()> {
+    let pending = outbox::backlog(conn, cursor, BACKLOG_BOUND).await?;
+    metrics.set_backlog(u64::try_from(pending).unwrap_or_default());
+    Ok(())
 }

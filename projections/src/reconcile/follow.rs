@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{heal, lock_cursor, save_cursor, view_sequences, Target};
+use super::{claim_cursor, heal, save_cursor, view_sequences, Target};
 use crate::dead_letter::error_chain;
 use crate::decode::AggregateKind;
 use crate::{ProjectionError, ProjectionMetrics};
@@ -166,7 +166,7 @@ pub async fn follow_step(
     batch: i64,
 ) -> Result<FollowReport, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let Some(mut cursor) = lock_cursor(&mut tx).await? else {
+    let Some(mut cursor) = claim_cursor(&mut tx).await? else {
         return Ok(FollowReport::default());
     };
     if cursor > published {

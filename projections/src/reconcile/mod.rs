@@ -130,6 +130,15 @@ pub async fn read_side_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cu
     }))
 }
 
+/// Takes the transaction-level advisory lock `key` if no other session
+/// holds it (it takes no transaction id); `false` if one does.
+pub(crate) async fn try_claim(conn: &mut PgConnection, key: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(key)
+        .fetch_one(conn)
+        .await
+}
+
 /// The advisory lock of the one worker following the store at a time.
 const FOLLOW_LOCK: i64 = 0x0000_666f_6c6c_6f77; // "follow"
 
@@ -141,12 +150,8 @@ const FOLLOW_LOCK: i64 = 0x0000_666f_6c6c_6f77; // "follow"
 /// a transaction id, and the relay publishes nothing committed after the
 /// oldest transaction holding one, so each step would hold back
 /// publication for as long as it reads the store and the views.
-async fn lock_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cursor>> {
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(FOLLOW_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !locked {
+async fn claim_cursor(conn: &mut PgConnection) -> sqlx::Result<Option<Cursor>> {
+    if !try_claim(&mut *conn, FOLLOW_LOCK).await? {
         return Ok(None);
     }
     if let Some(cursor) = read_side_cursor(&mut *conn).await? {

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::follow::heal_each_alone_on_failure;
-use super::{read_side_cursor, Target};
+use super::{read_side_cursor, try_claim, Target};
 use crate::dead_letter::error_chain;
 use crate::decode::AggregateKind;
 use crate::{ProjectionError, ProjectionMetrics};
@@ -416,11 +416,7 @@ async fn sweep_range(
     batch: i64,
 ) -> Result<Option<RangeReport>, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(SWEEP_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
+    if !try_claim(&mut tx, SWEEP_LOCK).await? {
         return Ok(None);
     }
     let Some(bound) = read_side_cursor(&mut tx).await? else {

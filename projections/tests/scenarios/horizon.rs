@@ -12,7 +12,7 @@
 use ticketing_projections::reconcile::follow::follow_step;
 use ticketing_relay::Cursor;
 
-use crate::common::{wait_for_lock_waiter, TestDb, TestResult};
+use crate::common::{hold_ticket_views, wait_for_lock_waiter, TestDb, TestResult};
 use crate::plans::{project_every_ticket, store_aggregates};
 
 #[tokio::test]
@@ -35,10 +35,7 @@ async fn a_follow_step_holds_no_transaction_id_while_it_reads() -> TestResult {
 
     // Another session holds the views, so the next step stops at its first
     // read of them, after it has claimed the cursor and read the store.
-    let mut blocker = db.pool.begin().await?;
-    let _ = sqlx::query("LOCK TABLE ticket_views IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await?;
+    let blocker = hold_ticket_views(&db.pool).await?;
     let step = tokio::spawn({
         let pool = db.pool.clone();
         async move { follow_step(&pool, at(last), at(last), 5_000).await }

@@ -5,7 +5,7 @@ use ticketing_projections::reconcile::sweep::compare_range;
 use ticketing_projections::AggregateKind;
 use ticketing_relay::Cursor;
 
-use crate::common::{wait_for_lock_waiter, TestDb, TestResult};
+use crate::common::{hold_ticket_views, wait_for_lock_waiter, TestDb, TestResult};
 use crate::plans::{project_every_ticket, store_aggregates};
 
 /// The sweep reads the store, then the views, each in a statement of its
@@ -21,10 +21,7 @@ async fn a_row_written_while_the_sweep_compares_is_not_an_orphan() -> TestResult
     let mut watcher = db.pool.acquire().await?;
     // The views held, so the sweep's range stops at its read of them,
     // after it has read the store.
-    let mut writer = db.pool.begin().await?;
-    let _ = sqlx::query("LOCK TABLE ticket_views IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *writer)
-        .await?;
+    let mut writer = hold_ticket_views(&db.pool).await?;
     let compare = tokio::spawn({
         let pool = db.pool.clone();
         async move {

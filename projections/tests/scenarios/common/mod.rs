@@ -125,6 +125,18 @@ impl RunningProjector {
     }
 }
 
+/// A transaction holding `ticket_views` against every other session, so
+/// that a step under test stops at its first read of the view.
+pub(crate) async fn hold_ticket_views(
+    pool: &PgPool,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    let _ = sqlx::query("LOCK TABLE ticket_views IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// The backend of this database waiting for a lock on a relation.
 pub(crate) async fn wait_for_lock_waiter(conn: &mut sqlx::PgConnection) -> anyhow::Result<i32> {
     for _ in 0..500 {

@@ -15,4 +15,12 @@ pub trait CommitEffect<A: Aggregate>: Send + Sync {
         tx: &mut PgConnection,
         events: &[EventEnvelope<A>],
     ) -> Result<(), sqlx::Error>;
+
+    /// Whether [`CommitEffect::write`] has anything to write for `events`.
+    /// Single-event commands for which no effect writes are committed in
+    /// one statement, without a transaction held across round trips; an
+    /// effect that cannot tell answers `true`.
+    fn writes_for(&self, _events: &[EventEnvelope<A>]) -> bool {
+        true
+    }
 }

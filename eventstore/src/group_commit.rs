@@ -6,7 +6,11 @@
 //! each takes whatever is queued (up to a batch), inserts it with one
 //! statement, runs the commit effects once over the batch and commits once.
 //! Under light load a batch is one command, with no added wait: a writer
-//! never holds a batch open for more to arrive.
+//! never holds a batch open for more to arrive. A batch of commands of one
+//! event each, with no effect to write (creating a ticket, say), needs no
+//! transaction at all: its one statement commits on its own, so that no
+//! transaction is held open across round trips while the saturated process
+//! gets round to sending COMMIT (the relay waits for every open one).
 //!
 //! Each command stays all-or-nothing and keeps its optimistic lock. The
 //! insert skips rows whose `(aggregate_type, aggregate_id, sequence)` is
@@ -21,7 +25,8 @@
 //! longer than its batch's callers do, and a batch is split into single
 //! commands only when the database refused its data, never when it could
 //! not be reached. A COMMIT whose reply was lost is read back
-//! ([`crate::outcome`]), never committed again.
+//! ([`crate::outcome`]), never committed again; a lone statement's rows are
+//! settled by inserting them again, which their keys make harmless.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -29,9 +34,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
-use sqlx::{PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::effect::CommitEffect;
 use crate::outcome::{self, Resolved};
@@ -72,6 +79,9 @@ pub(crate) struct EventRows {
     pub(crate) event_version: Vec<String>,
     pub(crate) payload: Vec<String>,
     pub(crate) metadata: Vec<String>,
+    /// Chosen here rather than by the database, so that a commit whose
+    /// reply was lost can find its own rows (see [`crate::outcome`]).
+    pub(crate) event_id: Vec<Uuid>,
 }
 
 impl EventRows {
@@ -83,6 +93,7 @@ impl EventRows {
             event_version: Vec::with_capacity(capacity),
             payload: Vec::with_capacity(capacity),
             metadata: Vec::with_capacity(capacity),
+            event_id: Vec::with_capacity(capacity),
         }
     }
 
@@ -99,6 +110,7 @@ impl EventRows {
             rows.payload.push(serde_json::to_string(&envelope.payload)?);
             rows.metadata
                 .push(serde_json::to_string(&envelope.metadata)?);
+            rows.event_id.push(Uuid::new_v4());
         }
         Ok(rows)
     }
@@ -118,6 +130,7 @@ impl EventRows {
         self.event_version.extend_from_slice(&other.event_version);
         self.payload.extend_from_slice(&other.payload);
         self.metadata.extend_from_slice(&other.metadata);
+        self.event_id.extend_from_slice(&other.event_id);
     }
 
     fn keys(&self) -> impl Iterator<Item = (&str, i64)> {
@@ -144,11 +157,11 @@ pub(crate) async fn insert_rows(
 ) -> Result<Inserted, sqlx::Error> {
     let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
         "INSERT INTO events \
-         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         SELECT $1, aggregate_id, sequence, event_type, event_version, payload::json, metadata::json \
-         FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-           AS batch (aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING \
+         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id) \
+         SELECT $1, aggregate_id, sequence, event_type, event_version, payload::json, metadata::json, event_id \
+         FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[]) \
+           AS batch (aggregate_id, sequence, event_type, event_version, payload, metadata, event_id) \
+         ON CONFLICT DO NOTHING \
          RETURNING aggregate_id, sequence, transaction_id::text::int8",
     )
     .bind(aggregate_type)
@@ -158,6 +171,7 @@ pub(crate) async fn insert_rows(
     .bind(&rows.event_version)
     .bind(&rows.payload)
     .bind(&rows.metadata)
+    .bind(&rows.event_id)
     .fetch_all(&mut *connection)
     .await?;
     let transaction_id = inserted.first().map(|(_, _, xid)| *xid);
@@ -435,8 +449,8 @@ where
             .map(|pending| pending.deadline)
             .max()
             .unwrap_or_else(Instant::now);
-        let mut tx = match tokio::time::timeout_at(deadline, self.pool.begin()).await {
-            Ok(tx) => tx?,
+        let mut connection = match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
+            Ok(connection) => connection?,
             Err(_) => return Err(BatchFailure::Transient(Arc::new(sqlx::Error::PoolTimedOut))),
         };
         // Two commands of one batch that decided on the same state number
@@ -458,6 +472,17 @@ where
         if all.is_empty() {
             return Ok(vec![false; batch.len()]);
         }
+        let single_statement = batch.iter().zip(&included).all(|(pending, included)| {
+            !included
+                || (pending.rows.len() == 1
+                    && !self.effects.iter().any(|e| e.writes_for(&pending.events)))
+        });
+        if single_statement {
+            return self
+                .commit_in_one_statement(connection, batch, &included, &all)
+                .await;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *connection).await?;
         let inserted = insert_rows(&mut tx, A::TYPE, &all).await?;
         let won: Vec<bool> = batch
             .iter()
@@ -524,6 +549,52 @@ where
     }
 }
 
+impl<A> Writer<A>
+where
+    A: Aggregate + 'static,
+{
+    /// Commits a batch of commands of one event each, none with an effect
+    /// to write, in one statement outside any explicit transaction: the
+    /// transaction lives only while the server runs the statement, never
+    /// across a round trip to this process, so it holds back neither the
+    /// relay (which publishes nothing committed after the oldest open
+    /// transaction) nor vacuum. A command of one row needs no retraction: it
+    /// won its row or lost it. When the reply is lost, the rows are inserted
+    /// again and looked up by their event ids ([`outcome::resolve_rows`]).
+    async fn commit_in_one_statement(
+        &self,
+        mut connection: PoolConnection<Postgres>,
+        batch: &[Pending<A>],
+        included: &[bool],
+        all: &EventRows,
+    ) -> Result<Vec<bool>, BatchFailure> {
+        let ours = match insert_rows(&mut connection, A::TYPE, all).await {
+            Ok(inserted) => inserted.keys,
+            Err(error) if outcome::is_ambiguous_commit(&error) => {
+                // The connection is broken; it must not go back to the pool.
+                connection.close_on_drop();
+                drop(connection);
+                match outcome::resolve_rows(&self.pool, A::TYPE, all, self.read_back_within).await {
+                    Ok(ours) => ours,
+                    Err(unresolved) => {
+                        return Err(BatchFailure::Unknown {
+                            won: included.to_vec(),
+                            error: Arc::new(unresolved),
+                        })
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        };
+        crate::committed::signal();
+        Ok(batch
+            .iter()
+            .zip(included)
+            .map(|(pending, included)| *included && all_inserted(&pending.rows, &ours))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +607,7 @@ mod tests {
             event_version: vec![String::new(); keys.len()],
             payload: vec![String::new(); keys.len()],
             metadata: vec![String::new(); keys.len()],
+            event_id: keys.iter().map(|_| Uuid::new_v4()).collect(),
         }
     }
 

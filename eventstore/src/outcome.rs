@@ -6,11 +6,16 @@
 //! transient failure, retried later as a whole. A COMMIT whose reply was
 //! lost is neither: the transaction may have committed, so its outcome is
 //! read back (by its transaction id) before anyone reports a failure that
-//! a caller would compensate.
+//! a caller would compensate. A statement that committed on its own, with
+//! no transaction id known before its reply, is settled by inserting its
+//! rows again (see [`resolve_rows`]).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::PgPool;
+
+use crate::group_commit::{insert_rows, EventRows};
 use tokio::time::Instant;
 
 /// SQLSTATE classes that describe the server's state, not the statement:
@@ -85,6 +90,49 @@ pub(crate) async fn resolve(pool: &PgPool, transaction_id: i64, within: Duration
         };
         if Instant::now() + READ_BACK_INTERVAL >= deadline {
             return Resolved::Unknown(Unresolved(unknown));
+        }
+        tokio::time::sleep(READ_BACK_INTERVAL).await;
+    }
+}
+
+/// Which of `rows` are in the store, for a statement that inserted them on
+/// its own (no explicit transaction) and whose reply was lost; on a fresh
+/// connection, for at most `within`.
+///
+/// The rows are inserted again with the same statement, which settles the
+/// question whatever became of the first: its copy committed (each key is
+/// taken: nothing is inserted), is still running on the server (the insert
+/// waits on the key until it ends), or never ran (the rows are inserted
+/// now, as they would have been, and the first can no longer add any). The
+/// keys are the optimistic lock, so inserting again commits nothing a
+/// second time. A key taken by another command stays lost; which rows are
+/// ours is then read by their event ids.
+pub(crate) async fn resolve_rows(
+    pool: &PgPool,
+    aggregate_type: &str,
+    rows: &EventRows,
+    within: Duration,
+) -> Result<HashSet<(String, i64)>, Unresolved> {
+    let deadline = Instant::now() + within;
+    loop {
+        let settled = tokio::time::timeout_at(deadline, async {
+            let mut connection = pool.acquire().await?;
+            let _ = insert_rows(&mut connection, aggregate_type, rows).await?;
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT aggregate_id, sequence FROM events WHERE event_id = ANY($1)",
+            )
+            .bind(&rows.event_id)
+            .fetch_all(&mut *connection)
+            .await
+        })
+        .await;
+        let unknown = match settled {
+            Ok(Ok(ours)) => return Ok(ours.into_iter().collect()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "the read-back timed out".to_owned(),
+        };
+        if Instant::now() + READ_BACK_INTERVAL >= deadline {
+            return Err(Unresolved(unknown));
         }
         tokio::time::sleep(READ_BACK_INTERVAL).await;
     }

@@ -50,9 +50,15 @@ async fn event_types(db: &ScratchDatabase, id: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// The executor has an effect to write (an unarmed gate), so that the
+/// command commits in a transaction of its own with a COMMIT to lose (a
+/// lone event with nothing else to write needs none: see
+/// `one_statement_commit.rs`).
 async fn an_update_whose_commit_reply_is_lost_is_done_once(group_commit: Option<GroupCommit>) {
     let (db, proxy, pool) = proxied("ambiguous_update").await;
-    let tickets = CommandExecutor::<Ticket>::new(pool, ()).with_group_commit(group_commit);
+    let tickets = CommandExecutor::<Ticket>::new(pool, ())
+        .with_effect(Arc::new(Gate::default()) as Arc<dyn CommitEffect<Ticket>>)
+        .with_group_commit(group_commit);
     let metadata = CommandMetadata::default();
     let _ = tickets.execute("t", create(0), &metadata).await.unwrap();
 

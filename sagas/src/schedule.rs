@@ -103,6 +103,13 @@ impl CommitEffect<Order> for OrderTimers {
         }
         Ok(())
     }
+
+    fn writes_for(&self, events: &[EventEnvelope<Order>]) -> bool {
+        let now = Utc::now();
+        events
+            .iter()
+            .any(|e| !order_timers(&e.aggregate_id, &e.payload, now).is_empty())
+    }
 }
 
 #[async_trait]
@@ -117,6 +124,12 @@ impl CommitEffect<Ticket> for TicketTimers {
             write_all(tx, envelope, wanted).await?;
         }
         Ok(())
+    }
+
+    fn writes_for(&self, events: &[EventEnvelope<Ticket>]) -> bool {
+        events
+            .iter()
+            .any(|e| !ticket_timers(&e.aggregate_id, &e.payload, self.grace).is_empty())
     }
 }
 
@@ -198,5 +211,31 @@ mod tests {
                 at(16)
             )]
         );
+    }
+
+    fn envelope(payload: TicketEvent) -> EventEnvelope<Ticket> {
+        EventEnvelope {
+            aggregate_id: "t".into(),
+            sequence: 1,
+            payload,
+            metadata: std::collections::HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_reservation_makes_the_ticket_timers_write() {
+        let timers = TicketTimers {
+            grace: Duration::minutes(1),
+        };
+        let updated = envelope(TicketEvent::TicketUpdated {
+            title: "x".into(),
+            price_cents: 100,
+        });
+        let reserved = envelope(TicketEvent::TicketReserved {
+            order_id: "o".into(),
+            expires_at: at(15),
+        });
+        assert!(!timers.writes_for(std::slice::from_ref(&updated)));
+        assert!(timers.writes_for(&[updated, reserved]));
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! [`PgProxy`] sits between an application's pool and the server and
 //! forwards bytes unchanged, reading the wire protocol only far enough
-//! (a tag byte and an `i32` length per message) to spot a `COMMIT`. Armed,
-//! it forwards that `COMMIT`, swallows the server's reply and cuts the
+//! (a tag byte and an `i32` length per message) to spot a `COMMIT`, or the
+//! execution of a prepared statement by its text. Armed, it forwards that
+//! `COMMIT` (or execution), swallows the server's reply and cuts the
 //! connection: the transaction is committed and the client cannot know.
 //! Or it holds a `COMMIT` back until the test lets it go: a commit slower
 //! than any bound, with its transaction open on the server meanwhile.

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +32,9 @@ struct Shared {
     upstream: String,
     /// COMMITs still to pass before the next one meets the fault.
     armed: Mutex<Option<(usize, Fault)>>,
+    /// Text of the prepared statement whose next execution meets the
+    /// fault, and how many executions still pass before that.
+    statement: Mutex<Option<(String, usize, Fault)>>,
     lost: AtomicUsize,
     stalled: AtomicUsize,
     /// Lets a stalled COMMIT go on to the server.
@@ -55,6 +59,7 @@ impl PgProxy {
         let shared = Arc::new(Shared {
             upstream,
             armed: Mutex::new(None),
+            statement: Mutex::new(None),
             lost: AtomicUsize::new(0),
             stalled: AtomicUsize::new(0),
             release: Notify::new(),
@@ -82,6 +87,23 @@ impl PgProxy {
         *lock(&self.shared.armed) = Some((pass, Fault::LoseReply));
     }
 
+    /// After `pass` more executions go through normally, the next execution
+    /// of a prepared statement whose text contains `text` reaches the server
+    /// (to its Sync, which commits it when no transaction is open) but its
+    /// reply is dropped and the client's connection reset. Counted with
+    /// [`PgProxy::lost_replies`].
+    pub fn lose_reply_to(&self, text: &str, pass: usize) {
+        *lock(&self.shared.statement) = Some((text.to_owned(), pass, Fault::LoseReply));
+    }
+
+    /// As [`PgProxy::stall_commit`], for the next execution of a prepared
+    /// statement whose text contains `text` (held at its Sync, which
+    /// commits it when no transaction is open). Counted with
+    /// [`PgProxy::stalled_commits`].
+    pub fn stall_statement(&self, text: &str, pass: usize) {
+        *lock(&self.shared.statement) = Some((text.to_owned(), pass, Fault::Stall));
+    }
+
     /// COMMITs whose reply was dropped so far.
     pub fn lost_replies(&self) -> usize {
         self.shared.lost.load(Ordering::SeqCst)
@@ -94,7 +116,7 @@ impl PgProxy {
         *lock(&self.shared.armed) = Some((pass, Fault::Stall));
     }
 
-    /// COMMITs held so far.
+    /// COMMITs (or statements) held so far.
     pub fn stalled_commits(&self) -> usize {
         self.shared.stalled.load(Ordering::SeqCst)
     }
@@ -209,8 +231,34 @@ async fn startup(client: &mut TcpStream, server: &mut TcpStream) -> io::Result<(
 }
 
 async fn client_to_server(mut side: Pump, shared: &Shared, doomed: &AtomicBool) -> io::Result<()> {
+    // Prepared statements of this connection: name → text.
+    let mut prepared: HashMap<Vec<u8>, String> = HashMap::new();
+    // An execution that meets the statement fault was bound: the fault
+    // strikes at its Sync.
+    let mut bound = None;
     loop {
         let (tag, message) = read_message(&mut side.read).await?;
+        match tag {
+            b'P' => {
+                let mut fields = message[5..].split(|b| *b == 0);
+                let name = fields.next().unwrap_or_default().to_vec();
+                let text = String::from_utf8_lossy(fields.next().unwrap_or_default());
+                let _ = prepared.insert(name, text.into_owned());
+            }
+            b'B' => {
+                let mut fields = message[5..].split(|b| *b == 0);
+                let _portal = fields.next();
+                let name = fields.next().unwrap_or_default();
+                let text = prepared.get(name).map_or("", String::as_str);
+                bound = bound.or(statement_fault(shared, text));
+            }
+            b'S' => match bound.take() {
+                Some(Fault::LoseReply) => doomed.store(true, Ordering::SeqCst),
+                Some(Fault::Stall) => stall(shared).await,
+                None => {}
+            },
+            _ => {}
+        }
         if tag == b'Q' && is_commit(&message[5..]) {
             let fault = {
                 let mut armed = lock(&shared.armed);
@@ -228,10 +276,7 @@ async fn client_to_server(mut side: Pump, shared: &Shared, doomed: &AtomicBool) 
             };
             match fault {
                 Some(Fault::LoseReply) => doomed.store(true, Ordering::SeqCst),
-                Some(Fault::Stall) => {
-                    let _ = shared.stalled.fetch_add(1, Ordering::SeqCst);
-                    shared.release.notified().await;
-                }
+                Some(Fault::Stall) => stall(shared).await,
                 None => {}
             }
         }
@@ -243,7 +288,8 @@ async fn server_to_client(mut side: Pump, shared: &Shared, doomed: &AtomicBool) 
     loop {
         let (tag, message) = read_message(&mut side.read).await?;
         if doomed.load(Ordering::SeqCst) {
-            // Everything up to ReadyForQuery answers the COMMIT: swallowed,
+            // Everything up to ReadyForQuery answers the doomed COMMIT or
+            // execution: swallowed,
             // then the connection is cut.
             if tag == b'Z' {
                 let _ = shared.lost.fetch_add(1, Ordering::SeqCst);
@@ -253,6 +299,31 @@ async fn server_to_client(mut side: Pump, shared: &Shared, doomed: &AtomicBool) 
         }
         side.write.write_all(&message).await?;
     }
+}
+
+/// The fault an execution of `text` meets, if the armed statement fault
+/// is its.
+fn statement_fault(shared: &Shared, text: &str) -> Option<Fault> {
+    let mut armed = lock(&shared.statement);
+    match armed.as_mut() {
+        Some((wanted, pass, fault)) if text.contains(wanted.as_str()) => {
+            if *pass == 0 {
+                let fault = *fault;
+                *armed = None;
+                Some(fault)
+            } else {
+                *pass -= 1;
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Holds the message being forwarded until the test releases it.
+async fn stall(shared: &Shared) {
+    let _ = shared.stalled.fetch_add(1, Ordering::SeqCst);
+    shared.release.notified().await;
 }
 
 /// One tagged message, whole: its tag and its bytes (tag included).

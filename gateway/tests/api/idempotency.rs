@@ -238,9 +238,9 @@ async fn a_retry_after_an_unknown_outcome_finds_the_ticket_of_the_first_run() {
     let (client, _) = app.signed_in_client().await;
     let input = json!({ "title": "concert", "price": 10 });
 
-    // The creation's COMMIT is held past every bound: the first run cannot
-    // know whether its ticket exists.
-    proxy.stall_commit(0);
+    // The creation's statement (it commits on its own) is held past every
+    // bound: the first run cannot know whether its ticket exists.
+    proxy.stall_statement("INSERT INTO events", 0);
     let first = tokio::time::timeout(
         Duration::from_secs(10),
         post_with_key(&app, &client, "/api/tickets", "unknown", input.clone()),

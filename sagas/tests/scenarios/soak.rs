@@ -391,9 +391,17 @@ async fn inject_faults(
             }
             8 => {
                 // One of the gateway's next few COMMITs reaches the
-                // server, its reply does not (it is read back).
-                counts.bump("fault: COMMIT reply lost (armed)");
-                proxy.lose_commit_reply(usize::try_from(rng.below(4)).unwrap());
+                // server, its reply does not (it is read back); or, for a
+                // lone event committed without a transaction (an order
+                // completed, a ticket released), its INSERT's reply.
+                let pass = usize::try_from(rng.below(4)).unwrap();
+                if rng.below(2) == 0 {
+                    counts.bump("fault: COMMIT reply lost (armed)");
+                    proxy.lose_commit_reply(pass);
+                } else {
+                    counts.bump("fault: lone INSERT reply lost (armed)");
+                    proxy.lose_reply_to("INSERT INTO events", pass);
+                }
             }
             6 => {
                 counts.bump("fault: stored 500, charged");
@@ -721,7 +729,7 @@ async fn randomized_payments_under_faults_charge_once_and_end_every_order() {
         stripe.searches()
     );
     println!(
-        "soak: faults injected {faults_injected} ({} COMMIT replies lost)",
+        "soak: faults injected {faults_injected} ({} COMMIT or lone INSERT replies lost)",
         proxy.lost_replies()
     );
     for (name, n) in fault_counts

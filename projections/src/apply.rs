@@ -50,11 +50,63 @@ pub async fn apply_events(
     events: &[&ProjectedEvent],
 ) -> Result<Vec<Applied>, ProjectionError> {
     let tables = Tables::live();
+    let mut folded = fold(conn, &tables, events).await?;
+    let _ = store::flush(conn, &tables, NewRows::Insert, &mut folded.rows).await?;
+    Ok(folded.outcomes)
+}
+
+/// [`apply_events`] in a transaction of its own on `conn` (which must not
+/// be in one), committed before it returns: the live projector's batches.
+///
+/// A batch that loaded (so locked) no row and writes one view has one
+/// statement to write, which then runs after the COMMIT, on its own: the
+/// transaction never holds a transaction id while this process gets round
+/// to the next round trip (the relay publishes nothing committed after the
+/// oldest open one). A row another worker inserted meanwhile fails the
+/// statement's check as raced, as inside the transaction; the rows it did
+/// insert stay, each its aggregate's state at the checkpoint it records,
+/// and the retried batch finds them and skips what they hold.
+pub async fn apply_events_committed(
+    conn: &mut PgConnection,
+    events: &[&ProjectedEvent],
+) -> Result<Vec<Applied>, ProjectionError> {
+    let tables = Tables::live();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut folded = fold(&mut tx, &tables, events).await?;
+    if !folded.locked_any && folded.views == 1 {
+        tx.commit().await?;
+        let _ = store::flush(conn, &tables, NewRows::Insert, &mut folded.rows).await?;
+    } else {
+        let _ = store::flush(&mut tx, &tables, NewRows::Insert, &mut folded.rows).await?;
+        tx.commit().await?;
+    }
+    Ok(folded.outcomes)
+}
+
+/// A batch folded onto its rows, not yet written.
+struct Folded {
+    outcomes: Vec<Applied>,
+    rows: Rows,
+    /// Whether any row was loaded (and so locked).
+    locked_any: bool,
+    /// How many views the batch touches.
+    views: usize,
+}
+
+async fn fold(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    events: &[&ProjectedEvent],
+) -> Result<Folded, ProjectionError> {
     let mut rows = Rows::default();
     let [tickets, orders, payments] = ids_by_kind(events);
+    let views = [&tickets, &orders, &payments]
+        .iter()
+        .filter(|ids| !ids.is_empty())
+        .count();
     store::load(
         conn,
-        &tables,
+        tables,
         Lock::ForUpdate,
         &mut rows,
         &tickets,
@@ -62,6 +114,8 @@ pub async fn apply_events(
         &payments,
     )
     .await?;
+    let locked_any =
+        !(rows.tickets.is_empty() && rows.orders.is_empty() && rows.payments.is_empty());
     // `updated_at`: when the rows are changed, not when the batch began
     // waiting for their locks.
     rows.applied_at = Some(chrono::Utc::now());
@@ -83,8 +137,12 @@ pub async fn apply_events(
             Applied::Applied
         });
     }
-    let _ = store::flush(conn, &tables, NewRows::Insert, &mut rows).await?;
-    Ok(outcomes)
+    Ok(Folded {
+        outcomes,
+        rows,
+        locked_any,
+        views,
+    })
 }
 
 /// The aggregate ids the events touch, per view (tickets, orders,

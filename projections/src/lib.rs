@@ -73,7 +73,7 @@ mod rows;
 mod step;
 mod worker;
 
-pub use apply::{apply_event, apply_events, Applied};
+pub use apply::{apply_event, apply_events, apply_events_committed, Applied};
 pub use config::{ProjectionConfig, DLQ_SUFFIX};
 pub use decode::{AggregateKind, DecodeError, ProjectedEvent};
 pub use error::ProjectionError;

@@ -7,7 +7,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use ticketing_eventstore::trace_context;
 use tracing::{Instrument, Span};
 
-use crate::apply::{apply_event, apply_events, Applied};
+use crate::apply::{apply_event, apply_events_committed, Applied};
 use crate::dead_letter::error_chain;
 use crate::decode::{DecodeError, ProjectedEvent};
 use crate::{ProjectionError, Projector};
@@ -191,7 +191,8 @@ impl Projector {
     }
 
     /// One lane of a batch: its events in one transaction, set-based
-    /// ([`apply_events`]), or, should that fail, one per transaction.
+    /// ([`apply_events_committed`]), or, should that fail, one per
+    /// transaction.
     async fn project_lane(&self, lane: &[Item<'_>]) -> Result<BatchReport, ProjectionError> {
         let mut report = BatchReport::default();
         match self.apply_together(lane).await {
@@ -211,7 +212,8 @@ impl Projector {
         Ok(report)
     }
 
-    /// Every decoded event of `lane` in one transaction; all or nothing.
+    /// Every decoded event of `lane` together; all or nothing, but for the
+    /// rows a racing worker leaves written ([`apply_events_committed`]).
     async fn apply_together(&self, lane: &[Item<'_>]) -> Result<Vec<Applied>, ProjectionError> {
         let mut applying = Vec::with_capacity(lane.len());
         let mut events = Vec::with_capacity(lane.len());
@@ -235,10 +237,8 @@ impl Projector {
             trace_context::link_to(&write, trace_context::traceparent_of(span).as_deref());
         }
         let outcomes = async {
-            let mut tx = self.pool().begin().await?;
-            let outcomes = apply_events(&mut tx, &events).await?;
-            tx.commit().await?;
-            Ok::<_, ProjectionError>(outcomes)
+            let mut conn = self.pool().acquire().await?;
+            apply_events_committed(&mut conn, &events).await
         }
         .instrument(write)
         .await?;

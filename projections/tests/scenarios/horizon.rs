@@ -40,7 +40,7 @@ async fn a_follow_step_holds_no_transaction_id_while_it_reads() -> TestResult {
         let pool = db.pool.clone();
         async move { follow_step(&pool, at(last), at(last), 5_000).await }
     });
-    let waiting = wait_for_lock_waiter(&mut setup).await?;
+    let waiting = wait_for_lock_waiter(&mut setup, "relation").await?;
     let (holds_id,): (bool,) =
         sqlx::query_as("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = $1")
             .bind(waiting)

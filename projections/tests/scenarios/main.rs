@@ -14,6 +14,7 @@ mod lost;
 mod outage;
 mod plans;
 mod poison;
+mod raced;
 mod replay;
 mod sharing;
 mod sweep_race;

@@ -12,20 +12,7 @@ use ticketing_projections::reconcile::sweep::compare_range;
 use ticketing_projections::{apply_events, AggregateKind, ProjectedEvent};
 use ticketing_relay::Cursor;
 
-use crate::common::{produce, ticket, TestDb, TestResult};
-
-fn created(n: usize) -> anyhow::Result<ProjectedEvent> {
-    let envelope = produce(
-        &format!("t-{n:06}"),
-        1,
-        u64::try_from(n)?,
-        ticket("Opera", 2500, "seller"),
-    );
-    Ok(ProjectedEvent::decode(
-        AggregateKind::Ticket,
-        &serde_json::to_vec(&envelope)?,
-    )?)
-}
+use crate::common::{created, TestDb, TestResult};
 
 #[tokio::test]
 async fn a_batch_lookup_never_runs_on_a_plan_made_for_another_table_size() -> TestResult {

@@ -41,7 +41,7 @@ async fn a_row_written_while_the_sweep_compares_is_not_an_orphan() -> TestResult
             Ok::<_, anyhow::Error>(range)
         }
     });
-    let _ = wait_for_lock_waiter(&mut watcher).await?;
+    let _ = wait_for_lock_waiter(&mut watcher, "relation").await?;
     // Meanwhile a ticket is created and projected at once.
     store_aggregates(&mut writer, 1).await?;
     project_every_ticket(&mut writer).await?;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use ticketing_eventstore::ScratchDatabase;
-use ticketing_projections::{ProjectionConfig, ProjectionError, ProjectionMetrics, Projector};
+use ticketing_projections::{
+    AggregateKind, ProjectedEvent, ProjectionConfig, ProjectionError, ProjectionMetrics, Projector,
+};
 use ticketing_relay::Topics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -137,13 +139,19 @@ pub(crate) async fn hold_ticket_views(
     Ok(tx)
 }
 
-/// The backend of this database waiting for a lock on a relation.
-pub(crate) async fn wait_for_lock_waiter(conn: &mut sqlx::PgConnection) -> anyhow::Result<i32> {
+/// The backend of this database waiting for a lock of the kind
+/// `wait_event` (`relation`: on a table; `transactionid`: on another
+/// transaction's row).
+pub(crate) async fn wait_for_lock_waiter(
+    conn: &mut sqlx::PgConnection,
+    wait_event: &str,
+) -> anyhow::Result<i32> {
     for _ in 0..500 {
         let waiting: Option<i32> = sqlx::query_scalar(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND wait_event = 'relation'",
+             AND wait_event_type = 'Lock' AND wait_event = $1",
         )
+        .bind(wait_event)
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(pid) = waiting {
@@ -151,5 +159,19 @@ pub(crate) async fn wait_for_lock_waiter(conn: &mut sqlx::PgConnection) -> anyho
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    anyhow::bail!("no session came to wait for a lock on a relation")
+    anyhow::bail!("no session came to wait for a lock ({wait_event})")
+}
+
+/// The creation of ticket `t-{n:06}`, as the projector decodes it.
+pub(crate) fn created(n: usize) -> anyhow::Result<ProjectedEvent> {
+    let envelope = produce(
+        &format!("t-{n:06}"),
+        1,
+        u64::try_from(n)?,
+        ticket("Opera", 2500, "seller"),
+    );
+    Ok(ProjectedEvent::decode(
+        AggregateKind::Ticket,
+        &serde_json::to_vec(&envelope)?,
+    )?)
 }

@@ -547,12 +547,7 @@ where
         crate::committed::signal();
         Ok(won)
     }
-}
 
-impl<A> Writer<A>
-where
-    A: Aggregate + 'static,
-{
     /// Commits a batch of commands of one event each, none with an effect
     /// to write, in one statement outside any explicit transaction: the
     /// transaction lives only while the server runs the statement, never

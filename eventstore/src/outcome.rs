@@ -14,9 +14,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::time::Instant;
 
 use crate::group_commit::{insert_rows, EventRows};
-use tokio::time::Instant;
 
 /// SQLSTATE classes that describe the server's state, not the statement:
 /// connection exception, insufficient resources, operator intervention
@@ -72,26 +72,24 @@ impl Unresolved {
 /// (its server process has not yet noticed the broken connection) is asked
 /// about again until it ends.
 pub(crate) async fn resolve(pool: &PgPool, transaction_id: i64, within: Duration) -> Resolved {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = tokio::time::timeout_at(
-            deadline,
+    let status = read_back(within, || async {
+        let status =
             sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::text::xid8)")
                 .bind(transaction_id.to_string())
-                .fetch_one(pool),
-        )
-        .await;
-        let unknown = match status {
-            Ok(Ok(Some(status))) if status == "committed" => return Resolved::Committed,
-            Ok(Ok(Some(status))) if status == "aborted" => return Resolved::RolledBack,
-            Ok(Ok(status)) => format!("transaction {transaction_id} is {status:?}"),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "the read-back timed out".to_owned(),
-        };
-        if Instant::now() + READ_BACK_INTERVAL >= deadline {
-            return Resolved::Unknown(Unresolved(unknown));
+                .fetch_one(pool)
+                .await
+                .map_err(|error| error.to_string())?;
+        match status.as_deref() {
+            Some("committed") => Ok(true),
+            Some("aborted") => Ok(false),
+            _ => Err(format!("transaction {transaction_id} is {status:?}")),
         }
-        tokio::time::sleep(READ_BACK_INTERVAL).await;
+    })
+    .await;
+    match status {
+        Ok(true) => Resolved::Committed,
+        Ok(false) => Resolved::RolledBack,
+        Err(unresolved) => Resolved::Unknown(unresolved),
     }
 }
 
@@ -113,9 +111,8 @@ pub(crate) async fn resolve_rows(
     rows: &EventRows,
     within: Duration,
 ) -> Result<HashSet<(String, i64)>, Unresolved> {
-    let deadline = Instant::now() + within;
-    loop {
-        let settled = tokio::time::timeout_at(deadline, async {
+    read_back(within, || async {
+        let ours = async {
             let mut connection = pool.acquire().await?;
             let _ = insert_rows(&mut connection, aggregate_type, rows).await?;
             sqlx::query_as::<_, (String, i64)>(
@@ -124,11 +121,27 @@ pub(crate) async fn resolve_rows(
             .bind(&rows.event_id)
             .fetch_all(&mut *connection)
             .await
-        })
+        }
         .await;
-        let unknown = match settled {
-            Ok(Ok(ours)) => return Ok(ours.into_iter().collect()),
-            Ok(Err(error)) => error.to_string(),
+        ours.map(|ours| ours.into_iter().collect())
+            .map_err(|error: sqlx::Error| error.to_string())
+    })
+    .await
+}
+
+/// Runs `attempt` until it answers, every [`READ_BACK_INTERVAL`], for at
+/// most `within`; `Err` from an attempt says why the outcome is still
+/// unknown, and the last such reason is the [`Unresolved`].
+async fn read_back<T, F, Fut>(within: Duration, mut attempt: F) -> Result<T, Unresolved>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let unknown = match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(unknown)) => unknown,
             Err(_) => "the read-back timed out".to_owned(),
         };
         if Instant::now() + READ_BACK_INTERVAL >= deadline {

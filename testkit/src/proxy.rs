@@ -28,13 +28,31 @@ enum Fault {
     Stall,
 }
 
+/// A fault waiting for its occurrence: `pass` more go through first.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    pass: usize,
+    fault: Fault,
+}
+
+impl Armed {
+    /// Counts one occurrence: whether it is the one the fault waits for.
+    fn due(&mut self) -> bool {
+        if self.pass == 0 {
+            return true;
+        }
+        self.pass -= 1;
+        false
+    }
+}
+
 struct Shared {
     upstream: String,
     /// COMMITs still to pass before the next one meets the fault.
-    armed: Mutex<Option<(usize, Fault)>>,
+    armed: Mutex<Option<Armed>>,
     /// Text of the prepared statement whose next execution meets the
     /// fault, and how many executions still pass before that.
-    statement: Mutex<Option<(String, usize, Fault)>>,
+    statement: Mutex<Option<(String, Armed)>>,
     lost: AtomicUsize,
     stalled: AtomicUsize,
     /// Lets a stalled COMMIT go on to the server.
@@ -84,7 +102,10 @@ impl PgProxy {
     /// After `pass` more COMMITs go through normally, the next one reaches
     /// the server but its reply is dropped and the client's connection reset.
     pub fn lose_commit_reply(&self, pass: usize) {
-        *lock(&self.shared.armed) = Some((pass, Fault::LoseReply));
+        *lock(&self.shared.armed) = Some(Armed {
+            pass,
+            fault: Fault::LoseReply,
+        });
     }
 
     /// After `pass` more executions go through normally, the next execution
@@ -93,7 +114,11 @@ impl PgProxy {
     /// reply is dropped and the client's connection reset. Counted with
     /// [`PgProxy::lost_replies`].
     pub fn lose_reply_to(&self, text: &str, pass: usize) {
-        *lock(&self.shared.statement) = Some((text.to_owned(), pass, Fault::LoseReply));
+        let armed = Armed {
+            pass,
+            fault: Fault::LoseReply,
+        };
+        *lock(&self.shared.statement) = Some((text.to_owned(), armed));
     }
 
     /// As [`PgProxy::stall_commit`], for the next execution of a prepared
@@ -101,7 +126,11 @@ impl PgProxy {
     /// commits it when no transaction is open). Counted with
     /// [`PgProxy::stalled_commits`].
     pub fn stall_statement(&self, text: &str, pass: usize) {
-        *lock(&self.shared.statement) = Some((text.to_owned(), pass, Fault::Stall));
+        let armed = Armed {
+            pass,
+            fault: Fault::Stall,
+        };
+        *lock(&self.shared.statement) = Some((text.to_owned(), armed));
     }
 
     /// COMMITs whose reply was dropped so far.
@@ -113,7 +142,10 @@ impl PgProxy {
     /// (its transaction stays open on the server, the client waits) until
     /// [`PgProxy::release_stalled`].
     pub fn stall_commit(&self, pass: usize) {
-        *lock(&self.shared.armed) = Some((pass, Fault::Stall));
+        *lock(&self.shared.armed) = Some(Armed {
+            pass,
+            fault: Fault::Stall,
+        });
     }
 
     /// COMMITs (or statements) held so far.
@@ -238,47 +270,38 @@ async fn client_to_server(mut side: Pump, shared: &Shared, doomed: &AtomicBool) 
     let mut bound = None;
     loop {
         let (tag, message) = read_message(&mut side.read).await?;
-        match tag {
+        let fault = match tag {
             b'P' => {
                 let mut fields = message[5..].split(|b| *b == 0);
                 let name = fields.next().unwrap_or_default().to_vec();
                 let text = String::from_utf8_lossy(fields.next().unwrap_or_default());
                 let _ = prepared.insert(name, text.into_owned());
+                None
             }
             b'B' => {
                 let mut fields = message[5..].split(|b| *b == 0);
                 let _portal = fields.next();
                 let name = fields.next().unwrap_or_default();
                 let text = prepared.get(name).map_or("", String::as_str);
-                bound = bound.or(statement_fault(shared, text));
+                let fault = take_if(&shared.statement, |(wanted, armed)| {
+                    text.contains(wanted.as_str()) && armed.due()
+                });
+                bound = bound.or(fault.map(|(_, armed)| armed.fault));
+                None
             }
-            b'S' => match bound.take() {
-                Some(Fault::LoseReply) => doomed.store(true, Ordering::SeqCst),
-                Some(Fault::Stall) => stall(shared).await,
-                None => {}
-            },
-            _ => {}
-        }
-        if tag == b'Q' && is_commit(&message[5..]) {
-            let fault = {
-                let mut armed = lock(&shared.armed);
-                match *armed {
-                    Some((0, fault)) => {
-                        *armed = None;
-                        Some(fault)
-                    }
-                    Some((pass, fault)) => {
-                        *armed = Some((pass - 1, fault));
-                        None
-                    }
-                    None => None,
-                }
-            };
-            match fault {
-                Some(Fault::LoseReply) => doomed.store(true, Ordering::SeqCst),
-                Some(Fault::Stall) => stall(shared).await,
-                None => {}
+            b'S' => bound.take(),
+            b'Q' if is_commit(&message[5..]) => {
+                take_if(&shared.armed, Armed::due).map(|armed| armed.fault)
             }
+            _ => None,
+        };
+        match fault {
+            Some(Fault::LoseReply) => doomed.store(true, Ordering::SeqCst),
+            Some(Fault::Stall) => {
+                let _ = shared.stalled.fetch_add(1, Ordering::SeqCst);
+                shared.release.notified().await;
+            }
+            None => {}
         }
         side.write.write_all(&message).await?;
     }
@@ -301,29 +324,14 @@ async fn server_to_client(mut side: Pump, shared: &Shared, doomed: &AtomicBool) 
     }
 }
 
-/// The fault an execution of `text` meets, if the armed statement fault
-/// is its.
-fn statement_fault(shared: &Shared, text: &str) -> Option<Fault> {
-    let mut armed = lock(&shared.statement);
-    match armed.as_mut() {
-        Some((wanted, pass, fault)) if text.contains(wanted.as_str()) => {
-            if *pass == 0 {
-                let fault = *fault;
-                *armed = None;
-                Some(fault)
-            } else {
-                *pass -= 1;
-                None
-            }
-        }
-        _ => None,
+/// What `slot` holds, taken out if `due` says its time has come.
+fn take_if<T>(slot: &Mutex<Option<T>>, due: impl FnOnce(&mut T) -> bool) -> Option<T> {
+    let mut slot = lock(slot);
+    if slot.as_mut().is_some_and(due) {
+        slot.take()
+    } else {
+        None
     }
-}
-
-/// Holds the message being forwarded until the test releases it.
-async fn stall(shared: &Shared) {
-    let _ = shared.stalled.fetch_add(1, Ordering::SeqCst);
-    shared.release.notified().await;
 }
 
 /// One tagged message, whole: its tag and its bytes (tag included).

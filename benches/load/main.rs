@@ -33,6 +33,7 @@
 //! `LOAD_TARGET_URL`, give it as `LOAD_DATABASE_URL`.
 
 mod attack;
+mod cpu;
 mod fixtures;
 mod measurement;
 mod pgbench;
@@ -262,7 +263,15 @@ async fn run_pipeline(
         s.idle_rate,
         s.idle.as_secs()
     );
-    let outcome = pipeline::run(s, &system.base_url, database_url, buyer, run_id).await?;
+    let outcome = pipeline::run(
+        s,
+        &system.base_url,
+        system.server_pid(),
+        database_url,
+        buyer,
+        run_id,
+    )
+    .await?;
     eprintln!(
         "loadtest: pipeline: {:.1} req/s, errors: {}, max backlog+lag {}",
         outcome.load.requests_per_second(),

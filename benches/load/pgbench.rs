@@ -36,6 +36,8 @@ pub(crate) struct Reference {
     pub(crate) p50_us: u64,
     pub(crate) p99_us: u64,
     pub(crate) max_us: u64,
+    /// The machine's CPU while pgbench ran (`None` without `/proc`).
+    pub(crate) cpu: Option<crate::cpu::Usage>,
 }
 
 /// `PGBENCH` when set, else the newest `/usr/lib/postgresql/*/bin/pgbench`,
@@ -119,6 +121,7 @@ async fn measure(
         .map(|n| n.get() as u32)
         .unwrap_or(1)
         .min(clients);
+    let cpu_before = crate::cpu::snapshot();
     let output = tokio::process::Command::new(binary)
         .arg("--no-vacuum")
         .arg(format!("--client={clients}"))
@@ -133,6 +136,9 @@ async fn measure(
         .output()
         .await
         .with_context(|| format!("running {}", binary.display()))?;
+    let cpu = cpu_before
+        .zip(crate::cpu::snapshot())
+        .and_then(|(before, after)| crate::cpu::between(&before, &after, None));
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),
@@ -157,6 +163,7 @@ async fn measure(
         p50_us: latencies.value_at_quantile(0.50),
         p99_us: latencies.value_at_quantile(0.99),
         max_us: latencies.max(),
+        cpu,
     })
 }
 

@@ -94,6 +94,8 @@ pub(crate) struct Outcome {
     /// The wait before the load for an earlier backlog.
     pub(crate) settle: Drain,
     pub(crate) load: Measurement,
+    /// The machine's CPU during the load (`None` without `/proc`).
+    pub(crate) load_cpu: Option<crate::cpu::Usage>,
     pub(crate) load_probes: Probes,
     pub(crate) drain: Drain,
     /// The largest backlog+lag by the database during the load and the
@@ -115,6 +117,7 @@ pub(crate) struct Outcome {
 pub(crate) async fn run(
     settings: &Settings,
     base_url: &str,
+    server_pid: Option<u32>,
     database_url: &str,
     buyer: &Account,
     run_id: &str,
@@ -134,9 +137,13 @@ pub(crate) async fn run(
     sampler.set_phase(Phase::Load);
     let origin = sampler::database_now(&mut connection).await?;
     let prober = Prober::start(client.clone(), base_url, &prober_account, "pipeline-probe");
+    let cpu_before = crate::cpu::snapshot();
     let load = crate::attack::run(Scenario::Pipeline, settings.load, base_url, buyer, run_id)
         .await?
         .total;
+    let load_cpu = cpu_before
+        .zip(crate::cpu::snapshot())
+        .and_then(|(before, after)| crate::cpu::between(&before, &after, server_pid));
     let load_ended = Instant::now();
     sampler.set_phase(Phase::Drain);
     let load_end = sampler::database_now(&mut connection).await?;
@@ -195,6 +202,7 @@ pub(crate) async fn run(
         settings: settings.clone(),
         settle,
         load,
+        load_cpu,
         load_probes,
         drain,
         max_behind,

@@ -262,6 +262,7 @@ mod tests {
             p50_us: 5_000,
             p99_us: 20_000,
             max_us: 40_000,
+            cpu: None,
         }
     }
 

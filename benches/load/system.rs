@@ -44,6 +44,11 @@ impl System {
         }
     }
 
+    /// The pid of the server this harness started (none when attached).
+    pub(crate) fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|server| server.child.id())
+    }
+
     pub(crate) async fn start(launch: &Launch<'_>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             launch.binary.is_file(),

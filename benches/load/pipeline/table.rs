@@ -62,6 +62,25 @@ fn table(o: &Outcome, reference: Result<&Reference, &str>) -> String {
         ),
     };
     row(&versus_label, versus, "-".to_owned());
+    // A saturated machine's write rate is its CPU over the CPU a write
+    // costs: where that goes explains the ratio above.
+    let unmeasured = || "- (no /proc)".to_owned();
+    row(
+        "CPU per write, by process",
+        o.load_cpu
+            .as_ref()
+            .map_or_else(unmeasured, |cpu| cpu.per_operation(o.load.requests)),
+        "-".to_owned(),
+    );
+    if let Ok(r) = reference {
+        row(
+            "CPU per pgbench commit, by process",
+            r.cpu
+                .as_ref()
+                .map_or_else(unmeasured, |cpu| cpu.per_operation(r.transactions)),
+            "-".to_owned(),
+        );
+    }
     row(
         "write p50 / p99",
         latencies(&o.load, false),
@@ -302,6 +321,7 @@ mod tests {
     use chrono::{TimeDelta, Utc};
 
     use super::*;
+    use crate::cpu::Usage;
     use crate::pipeline::freshness::Creation;
     use crate::pipeline::Settings;
 
@@ -348,6 +368,10 @@ mod tests {
                 Duration::from_secs(10),
             )
             .unwrap(),
+            load_cpu: Some(Usage {
+                busy: 0.99,
+                seconds: vec![("server", 4.0), ("PostgreSQL", 2.0)],
+            }),
             load_probes: probes([requests(200, 40, 300), requests(503, 10, 5_000)].concat()),
             drain: Drain::TimedOut {
                 waited: Duration::from_secs(180),
@@ -380,6 +404,10 @@ mod tests {
             p50_us: 5_000,
             p99_us: 20_000,
             max_us: 40_000,
+            cpu: Some(Usage {
+                busy: 1.0,
+                seconds: vec![("PostgreSQL", 3.0), ("pgbench client", 1.0)],
+            }),
         }
     }
 
@@ -393,6 +421,18 @@ mod tests {
         );
         assert!(
             table.contains("4000.0 commits/s, 32 clients, same run) | 0.50 x | - |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| CPU per write, by process | 300 µs (server 200, PostgreSQL 100; machine 99 % busy) | - |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| CPU per pgbench commit, by process | 100 µs (PostgreSQL 75, pgbench client 25; machine 100 % busy) | - |"
+            ),
             "{table}"
         );
         assert!(

@@ -1,0 +1,274 @@
+//! Where the machine's CPU went during a measured window, from `/proc`
+//! (Linux; elsewhere nothing is reported). A write rate on a saturated
+//! machine is its CPU divided by the CPU each write costs, so this is what
+//! explains a ratio to pgbench: which process spends how much per write.
+//!
+//! The machine's busy time comes from `/proc/stat`; each process's user +
+//! system time is read at both ends of the window and grouped: the server
+//! the harness started, this load generator, PostgreSQL (every process
+//! named `postgres`, with the backends that exited, which the postmaster's
+//! reaped-children time holds), the pgbench client (this process's reaped
+//! children), and "other": the rest of the busy time (the broker when it
+//! runs on this machine, the kernel's own work).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The groups, in the order they are printed.
+const GROUPS: [&str; 5] = [
+    "server",
+    "PostgreSQL",
+    "load generator",
+    "pgbench client",
+    "other",
+];
+
+/// CPU time read at one instant, in the kernel's clock ticks.
+pub(crate) struct Snapshot {
+    at: Instant,
+    /// All ticks of all CPUs (busy and idle), from `/proc/stat`.
+    machine: u64,
+    idle: u64,
+    processes: HashMap<u32, Ticks>,
+}
+
+/// One process's ticks.
+#[derive(Debug, PartialEq)]
+struct Ticks {
+    name: String,
+    /// Its own user + system time.
+    own: u64,
+    /// Its exited children's, once it reaped them.
+    children: u64,
+}
+
+/// What one window cost, per group, in CPU seconds.
+#[derive(Clone, Debug)]
+pub(crate) struct Usage {
+    /// The share of the machine's CPU that was busy (0 to 1).
+    pub(crate) busy: f64,
+    /// CPU seconds by group; together, the machine's busy time ("other" is
+    /// what the named groups leave of it).
+    pub(crate) seconds: Vec<(&'static str, f64)>,
+}
+
+impl Usage {
+    /// Microseconds of CPU per operation, total and per group (groups that
+    /// spent under 1 µs per operation are left out).
+    pub(crate) fn per_operation(&self, operations: u64) -> String {
+        if operations == 0 {
+            return "-".to_owned();
+        }
+        let us = |seconds: f64| seconds * 1e6 / operations as f64;
+        let total: f64 = self.seconds.iter().map(|(_, s)| s).sum();
+        let parts: Vec<String> = self
+            .seconds
+            .iter()
+            .filter(|(_, s)| us(*s) >= 1.0)
+            .map(|(group, s)| format!("{group} {:.0}", us(*s)))
+            .collect();
+        format!(
+            "{:.0} µs ({}; machine {:.0} % busy)",
+            us(total),
+            parts.join(", "),
+            self.busy * 100.0
+        )
+    }
+}
+
+/// The CPU times now, or `None` where `/proc` cannot be read.
+pub(crate) fn snapshot() -> Option<Snapshot> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already in user).
+    let machine = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let processes = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            Some((pid, process_ticks(&stat)?))
+        })
+        .collect();
+    Some(Snapshot {
+        at: Instant::now(),
+        machine,
+        idle,
+        processes,
+    })
+}
+
+/// A process's name and ticks, from its `/proc/<pid>/stat`. The name is
+/// in parentheses and may hold spaces, so the fields after it are counted
+/// from its closing one.
+fn process_ticks(stat: &str) -> Option<Ticks> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the name, from field 3 (state): utime, stime, cutime, cstime
+    // are fields 14 to 17.
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(Ticks {
+        name,
+        own: field(14)? + field(15)?,
+        children: field(16)? + field(17)?,
+    })
+}
+
+/// The window from `before` to `after`, with `server` the pid of the
+/// server the harness started (if it did).
+pub(crate) fn between(before: &Snapshot, after: &Snapshot, server: Option<u32>) -> Option<Usage> {
+    let machine = after.machine.checked_sub(before.machine)?;
+    if machine == 0 {
+        return None;
+    }
+    let idle = after.idle.saturating_sub(before.idle);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    // Ticks to CPU seconds without the kernel's tick rate: all the
+    // machine's ticks are `cores` seconds per wall-clock second.
+    let seconds_per_tick = wall * cores / machine as f64;
+    let own_pid = std::process::id();
+    let mut by_group: HashMap<&'static str, u64> = HashMap::new();
+    for (pid, now) in &after.processes {
+        let (own, children) = before
+            .processes
+            .get(pid)
+            .filter(|earlier| earlier.name == now.name)
+            .map_or((0, 0), |earlier| (earlier.own, earlier.children));
+        let (group, reaped) = if Some(*pid) == server {
+            ("server", None)
+        } else if *pid == own_pid {
+            ("load generator", Some("pgbench client"))
+        } else if now.name == "postgres" {
+            ("PostgreSQL", Some("PostgreSQL"))
+        } else {
+            continue;
+        };
+        *by_group.entry(group).or_default() += now.own.saturating_sub(own);
+        if let Some(reaped) = reaped {
+            *by_group.entry(reaped).or_default() += now.children.saturating_sub(children);
+        }
+    }
+    let busy = machine.saturating_sub(idle);
+    let known: u64 = by_group.values().sum();
+    let _ = by_group.insert("other", busy.saturating_sub(known));
+    Some(Usage {
+        busy: busy as f64 / machine as f64,
+        seconds: GROUPS
+            .iter()
+            .map(|g| {
+                (
+                    *g,
+                    by_group.get(g).copied().unwrap_or(0) as f64 * seconds_per_tick,
+                )
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_with_spaces_and_parentheses_does_not_shift_the_fields() {
+        let stat = "42 (tokio (rt) worker) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 4 0";
+        assert_eq!(
+            process_ticks(stat),
+            Some(Ticks {
+                name: "tokio (rt) worker".to_owned(),
+                own: 325,
+                children: 0,
+            })
+        );
+    }
+
+    /// A snapshot whose machine has spent `busy` ticks busy and as many idle.
+    fn snapshot(at: Instant, busy: u64, processes: &[(u32, &str, u64, u64)]) -> Snapshot {
+        Snapshot {
+            at,
+            machine: 2 * busy,
+            idle: busy,
+            processes: processes
+                .iter()
+                .map(|(pid, name, own, children)| {
+                    let ticks = Ticks {
+                        name: (*name).to_owned(),
+                        own: *own,
+                        children: *children,
+                    };
+                    (*pid, ticks)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_process_counts_in_its_group_and_the_rest_of_the_busy_time_is_other() {
+        let start = Instant::now();
+        let own = std::process::id();
+        let before = snapshot(
+            start,
+            0,
+            &[
+                (7, "ticketing", 100, 0),
+                (8, "postgres", 50, 500),
+                (own, "loadtest", 10, 0),
+            ],
+        );
+        // 1,000 busy ticks: server 300, postgres 100 of its own and 200 of a
+        // backend that exited, this process 50 and its pgbench child 150, a
+        // process that started in the window 40, and 160 the kernel's.
+        let after = snapshot(
+            start + std::time::Duration::from_secs(1),
+            1_000,
+            &[
+                (7, "ticketing", 400, 0),
+                (8, "postgres", 150, 700),
+                (own, "loadtest", 60, 150),
+                (9, "tansu", 40, 0),
+            ],
+        );
+        let usage = between(&before, &after, Some(7)).expect("a window with ticks");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        // 2,000 ticks in all (1,000 idle) are `cores` seconds.
+        let ticks = |seconds: f64| (seconds * 2_000.0 / cores).round() as u64;
+        let by_group: Vec<(&str, u64)> =
+            usage.seconds.iter().map(|(g, s)| (*g, ticks(*s))).collect();
+        assert_eq!(
+            by_group,
+            vec![
+                ("server", 300),
+                ("PostgreSQL", 300),
+                ("load generator", 50),
+                ("pgbench client", 150),
+                ("other", 200),
+            ]
+        );
+        assert!((usage.busy - 0.5).abs() < 1e-9, "{}", usage.busy);
+    }
+
+    #[test]
+    fn per_operation_divides_each_group_and_leaves_out_the_negligible() {
+        let usage = Usage {
+            busy: 0.95,
+            seconds: vec![("server", 2.0), ("PostgreSQL", 1.0), ("other", 0.000_1)],
+        };
+        assert_eq!(
+            usage.per_operation(10_000),
+            "300 µs (server 200, PostgreSQL 100; machine 95 % busy)"
+        );
+        assert_eq!(usage.per_operation(0), "-");
+    }
+}

@@ -23,8 +23,23 @@ const GROUPS: [&str; 5] = [
     "other",
 ];
 
+/// A window being measured: from [`Window::start`] to [`Window::end`].
+pub(crate) struct Window(Option<Snapshot>);
+
+impl Window {
+    pub(crate) fn start() -> Self {
+        Self(snapshot())
+    }
+
+    /// What the window cost, with `server` the pid of the server the
+    /// harness started (if it did); `None` where `/proc` cannot be read.
+    pub(crate) fn end(self, server: Option<u32>) -> Option<Usage> {
+        between(&self.0?, &snapshot()?, server)
+    }
+}
+
 /// CPU time read at one instant, in the kernel's clock ticks.
-pub(crate) struct Snapshot {
+struct Snapshot {
     at: Instant,
     /// All ticks of all CPUs (busy and idle), from `/proc/stat`.
     machine: u64,
@@ -77,7 +92,7 @@ impl Usage {
 }
 
 /// The CPU times now, or `None` where `/proc` cannot be read.
-pub(crate) fn snapshot() -> Option<Snapshot> {
+fn snapshot() -> Option<Snapshot> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<u64> = stat
         .lines()
@@ -125,9 +140,8 @@ fn process_ticks(stat: &str) -> Option<Ticks> {
     })
 }
 
-/// The window from `before` to `after`, with `server` the pid of the
-/// server the harness started (if it did).
-pub(crate) fn between(before: &Snapshot, after: &Snapshot, server: Option<u32>) -> Option<Usage> {
+/// The window from `before` to `after` (see [`Window::end`]).
+fn between(before: &Snapshot, after: &Snapshot, server: Option<u32>) -> Option<Usage> {
     let machine = after.machine.checked_sub(before.machine)?;
     if machine == 0 {
         return None;

@@ -121,7 +121,7 @@ async fn measure(
         .map(|n| n.get() as u32)
         .unwrap_or(1)
         .min(clients);
-    let cpu_before = crate::cpu::snapshot();
+    let cpu = crate::cpu::Window::start();
     let output = tokio::process::Command::new(binary)
         .arg("--no-vacuum")
         .arg(format!("--client={clients}"))
@@ -136,9 +136,7 @@ async fn measure(
         .output()
         .await
         .with_context(|| format!("running {}", binary.display()))?;
-    let cpu = cpu_before
-        .zip(crate::cpu::snapshot())
-        .and_then(|(before, after)| crate::cpu::between(&before, &after, None));
+    let cpu = cpu.end(None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),

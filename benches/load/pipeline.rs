@@ -137,13 +137,11 @@ pub(crate) async fn run(
     sampler.set_phase(Phase::Load);
     let origin = sampler::database_now(&mut connection).await?;
     let prober = Prober::start(client.clone(), base_url, &prober_account, "pipeline-probe");
-    let cpu_before = crate::cpu::snapshot();
+    let cpu = crate::cpu::Window::start();
     let load = crate::attack::run(Scenario::Pipeline, settings.load, base_url, buyer, run_id)
         .await?
         .total;
-    let load_cpu = cpu_before
-        .zip(crate::cpu::snapshot())
-        .and_then(|(before, after)| crate::cpu::between(&before, &after, server_pid));
+    let load_cpu = cpu.end(server_pid);
     let load_ended = Instant::now();
     sampler.set_phase(Phase::Drain);
     let load_end = sampler::database_now(&mut connection).await?;

@@ -8,34 +8,53 @@
 //! the harness started, this load generator, PostgreSQL (every process
 //! named `postgres`, with the backends that exited, which the postmaster's
 //! reaped-children time holds), the pgbench client (this process's reaped
-//! children), and "other": the rest of the busy time (the broker when it
-//! runs on this machine, the kernel's own work).
+//! children), the broker when it runs on this machine (the process that
+//! listens on the port of `KAFKA_BROKERS`' first address), and "other": the
+//! rest of the busy time (the kernel's own work, any other process).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 /// The groups, in the order they are printed.
-const GROUPS: [&str; 5] = [
+const GROUPS: [&str; 6] = [
     "server",
     "PostgreSQL",
+    "broker",
     "load generator",
     "pgbench client",
     "other",
 ];
 
 /// A window being measured: from [`Window::start`] to [`Window::end`].
-pub(crate) struct Window(Option<Snapshot>);
+pub(crate) struct Window {
+    start: Option<Snapshot>,
+    broker: Option<u32>,
+}
 
 impl Window {
     pub(crate) fn start() -> Self {
-        Self(snapshot())
+        Self {
+            start: snapshot(),
+            broker: local_broker(),
+        }
     }
 
     /// What the window cost, with `server` the pid of the server the
     /// harness started (if it did); `None` where `/proc` cannot be read.
     pub(crate) fn end(self, server: Option<u32>) -> Option<Usage> {
-        between(&self.0?, &snapshot()?, server)
+        let pids = Pids {
+            server,
+            broker: self.broker,
+        };
+        between(&self.start?, &snapshot()?, pids)
     }
+}
+
+/// The processes known by their pid rather than by their name.
+#[derive(Clone, Copy)]
+struct Pids {
+    server: Option<u32>,
+    broker: Option<u32>,
 }
 
 /// CPU time read at one instant, in the kernel's clock ticks.
@@ -140,8 +159,62 @@ fn process_ticks(stat: &str) -> Option<Ticks> {
     })
 }
 
+/// The pid of the process listening on the port of the first address in
+/// `KAFKA_BROKERS` (the server's default, `127.0.0.1:9092`, when unset), if
+/// one on this machine does: the socket's inode from `/proc/net/tcp*`, then
+/// the process holding it.
+fn local_broker() -> Option<u32> {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let port: u16 = brokers
+        .split(',')
+        .next()?
+        .rsplit(':')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| listening_inodes(&table, port))
+        .collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let holds = std::fs::read_dir(entry.path().join("fd"))
+                .ok()?
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| {
+                    let link = link.to_string_lossy();
+                    inodes
+                        .iter()
+                        .any(|inode| link == format!("socket:[{inode}]"))
+                });
+            holds.then_some(pid)
+        })
+}
+
+/// The inodes of the sockets listening on `port` in a `/proc/net/tcp`
+/// table (`local_address` is `hexaddress:hexport`, state `0A` is LISTEN).
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit(':').next()?;
+            let listening =
+                *fields.get(3)? == "0A" && u16::from_str_radix(local_port, 16).ok()? == port;
+            listening.then(|| fields.get(9).map(|inode| (*inode).to_owned()))?
+        })
+        .collect()
+}
+
 /// The window from `before` to `after` (see [`Window::end`]).
-fn between(before: &Snapshot, after: &Snapshot, server: Option<u32>) -> Option<Usage> {
+fn between(before: &Snapshot, after: &Snapshot, pids: Pids) -> Option<Usage> {
     let machine = after.machine.checked_sub(before.machine)?;
     if machine == 0 {
         return None;
@@ -160,8 +233,10 @@ fn between(before: &Snapshot, after: &Snapshot, server: Option<u32>) -> Option<U
             .get(pid)
             .filter(|earlier| earlier.name == now.name)
             .map_or((0, 0), |earlier| (earlier.own, earlier.children));
-        let (group, reaped) = if Some(*pid) == server {
+        let (group, reaped) = if Some(*pid) == pids.server {
             ("server", None)
+        } else if Some(*pid) == pids.broker {
+            ("broker", None)
         } else if *pid == own_pid {
             ("load generator", Some("pgbench client"))
         } else if now.name == "postgres" {
@@ -243,7 +318,8 @@ mod tests {
         );
         // 1,000 busy ticks: server 300, postgres 100 of its own and 200 of a
         // backend that exited, this process 50 and its pgbench child 150, a
-        // process that started in the window 40, and 160 the kernel's.
+        // process that started in the window 40, the broker 30, and 130 the
+        // kernel's.
         let after = snapshot(
             start + std::time::Duration::from_secs(1),
             1_000,
@@ -252,9 +328,14 @@ mod tests {
                 (8, "postgres", 150, 700),
                 (own, "loadtest", 60, 150),
                 (9, "tansu", 40, 0),
+                (10, "kafka", 30, 0),
             ],
         );
-        let usage = between(&before, &after, Some(7)).expect("a window with ticks");
+        let pids = Pids {
+            server: Some(7),
+            broker: Some(10),
+        };
+        let usage = between(&before, &after, pids).expect("a window with ticks");
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         // 2,000 ticks in all (1,000 idle) are `cores` seconds.
         let ticks = |seconds: f64| (seconds * 2_000.0 / cores).round() as u64;
@@ -265,12 +346,25 @@ mod tests {
             vec![
                 ("server", 300),
                 ("PostgreSQL", 300),
+                ("broker", 30),
                 ("load generator", 50),
                 ("pgbench client", 150),
-                ("other", 200),
+                ("other", 170),
             ]
         );
         assert!((usage.busy - 0.5).abs() < 1e-9, "{}", usage.busy);
+    }
+
+    #[test]
+    fn only_a_listening_socket_on_the_port_is_the_brokers() {
+        // Header, then: a connection to 9092 (state 01), the listener on
+        // 127.0.0.1:9092 (0x2384), a listener on another port.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:C350 0100007F:2384 01 00000000:00000000 00:00000000 00000000     0        0 111 1 0
+   1: 0100007F:2384 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1 0
+   2: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0";
+        assert_eq!(listening_inodes(table, 9092), vec!["222".to_owned()]);
+        assert!(listening_inodes(table, 9093).is_empty());
     }
 
     #[test]

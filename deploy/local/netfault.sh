@@ -5,6 +5,8 @@
 #
 # Usage: deploy/local/netfault.sh ensure
 set -euo pipefail
+# shellcheck source=deploy/local/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 log() { echo "[stack] netfault: $*"; }
 die() {
@@ -14,13 +16,7 @@ die() {
 
 ensure() {
   [ "$(id -u)" -eq 0 ] || die "the network-fault tests drop packets with iptables and need root"
-  if ! command -v iptables >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 || die "iptables is missing and apt-get is not available"
-    log "installing Debian's iptables package"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null ||
-      die "apt-get install iptables failed"
-  fi
+  command -v iptables >/dev/null 2>&1 || debian_install iptables || die "iptables is missing and could not be installed"
   iptables -w -L INPUT -n >/dev/null || die "iptables cannot read the INPUT chain here"
 }
 

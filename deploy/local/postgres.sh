@@ -20,6 +20,8 @@
 #   DATABASE_URL  default postgres://postgres@127.0.0.1:5432/ticketing
 #   PG_READY_TIMEOUT_SECONDS  how long to wait for a started server (30)
 set -euo pipefail
+# shellcheck source=deploy/local/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
@@ -76,10 +78,7 @@ answers() {
 }
 
 apt_install() {
-  log "installing Debian packages: $*"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
-  apt-get install -y -qq "$@" </dev/null || die "apt-get install $* failed"
+  debian_install "$@" || die "installing $* failed"
 }
 
 # Prints "version name" of the cluster configured on $PG_PORT, if any.

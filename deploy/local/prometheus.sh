@@ -9,6 +9,8 @@
 #         service is not started: the tests run their own Prometheus on a
 #         free port with their own configuration.
 set -euo pipefail
+# shellcheck source=deploy/local/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 log() { echo "[stack] prometheus: $*"; }
 die() {
@@ -22,18 +24,12 @@ ensure() {
   if installed; then
     return 0
   fi
-  command -v apt-get >/dev/null 2>&1 || die "prometheus is missing and apt-get is not available; install Prometheus (prometheus and promtool on PATH)"
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "installing prometheus needs root (or sudo)"
-    sudo=(sudo)
-  fi
-  log "installing Debian's prometheus package"
-  "${sudo[@]}" apt-get update -qq
   # policy-rc.d-less containers: the package's service may fail to start;
   # that is fine, only the binaries are used.
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
-    installed || die "apt-get install prometheus failed"
+  debian_install prometheus || installed ||
+    die "prometheus is missing and could not be installed; install Prometheus (prometheus and promtool on PATH)"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   # Debian starts the packaged service where it can; the tests do not use it.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
     "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true

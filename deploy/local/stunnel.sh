@@ -6,6 +6,8 @@
 #
 # Usage: deploy/local/stunnel.sh ensure
 set -euo pipefail
+# shellcheck source=deploy/local/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 log() { echo "[stack] stunnel: $*"; }
 die() {
@@ -18,13 +20,7 @@ ensure() {
   command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   [ "${#missing[@]}" -eq 0 ] && return 0
-  command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing and apt-get is not available"
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  log "installing Debian's ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-    die "apt-get install ${missing[*]} failed"
+  debian_install "${missing[@]}" || die "${missing[*]} missing and could not be installed"
 }
 
 case "${1:-}" in

@@ -30,7 +30,7 @@ use sqlx::{Connection, PgConnection};
 
 use self::freshness::{Creation, Freshness};
 use self::prober::{Prober, Probes};
-use self::sampler::{Phase, Sample, Sampler};
+use self::sampler::{Behind, Phase, Sample, Sampler};
 use crate::fixtures::Account;
 use crate::measurement::Measurement;
 use crate::profile::{Profile, Scenario};
@@ -132,7 +132,14 @@ pub(crate) async fn run(
         .build()
         .context("building the prober's client")?;
     let sampler = Sampler::start(base_url, database_url, Phase::Settle).await?;
-    let (settle, _) = wait_drained(&mut connection, Instant::now(), settings.drain_timeout).await?;
+    let mut counter = Behind::default();
+    let (settle, _) = wait_drained(
+        &mut connection,
+        &mut counter,
+        Instant::now(),
+        settings.drain_timeout,
+    )
+    .await?;
 
     sampler.set_phase(Phase::Load);
     let origin = sampler::database_now(&mut connection).await?;
@@ -152,7 +159,12 @@ pub(crate) async fn run(
     );
     // The prober's last reads end while the drain is timed.
     let (drain, load_probes) = tokio::join!(
-        wait_drained(&mut connection, load_ended, settings.drain_timeout),
+        wait_drained(
+            &mut connection,
+            &mut counter,
+            load_ended,
+            settings.drain_timeout
+        ),
         prober.stop()
     );
     let ((drain, drain_peak), load_probes) = (drain?, load_probes?);
@@ -178,8 +190,13 @@ pub(crate) async fn run(
     let idle_probes = prober.stop().await?;
     let idle = idle?;
     sampler.set_phase(Phase::Settled);
-    let (after_idle, _) =
-        wait_drained(&mut connection, Instant::now(), settings.drain_timeout).await?;
+    let (after_idle, _) = wait_drained(
+        &mut connection,
+        &mut counter,
+        Instant::now(),
+        settings.drain_timeout,
+    )
+    .await?;
     let samples = sampler.stop().await?;
 
     let creations = freshness::creations(&mut connection, origin, idle_end).await?;
@@ -219,12 +236,13 @@ pub(crate) async fn run(
 /// `timeout` after `since`; also returns the most it saw behind.
 async fn wait_drained(
     connection: &mut PgConnection,
+    counter: &mut Behind,
     since: Instant,
     timeout: Duration,
 ) -> anyhow::Result<(Drain, i64)> {
     let mut peak = 0;
     loop {
-        let (_, behind) = sampler::behind(connection).await?;
+        let (_, behind) = counter.count(connection).await?;
         peak = peak.max(behind);
         let waited = since.elapsed();
         if behind <= 0 {

@@ -135,11 +135,11 @@ fn table(o: &Outcome, reference: Result<&Reference, &str>) -> String {
 
 fn notes(o: &Outcome) -> Vec<String> {
     let mut notes = vec![
-        "backlog+lag (database) = events committed - the `last_sequence` sums of ticket_views, \
-         order_views and payment_views, sampled once a second and polled every 250 ms while \
-         draining, but not during the idle run (the count reads every event and view row, \
-         which would weigh on the freshness measured there); /metrics figures are the \
-         server's own gauges, for comparison."
+        "backlog+lag (database) = events committed whose aggregate's view row has not applied \
+         them (`last_sequence` below their sequence), counted once a second and every 250 ms \
+         while draining, from a watermark below which every event is applied (so a sample reads \
+         only the events since, not the whole store); /metrics figures are the server's own \
+         gauges, for comparison."
             .to_owned(),
         "freshness: `ticket_views.updated_at - events.recorded_at` of each ticket's first event, \
          every ticket created in the window (the prober's included), bucketed by the second it \

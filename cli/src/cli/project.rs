@@ -82,6 +82,15 @@ pub(crate) struct ProjectionArgs {
     /// Aggregates compared per range of the anti-entropy sweep.
     #[arg(long, env = "PROJECTION_SWEEP_BATCH", default_value_t = 1_000)]
     projection_sweep_batch: i64,
+
+    /// Consumer lag (messages, all partitions) above which the sweep's next
+    /// range waits, so that it does not compete with a spike.
+    #[arg(long, env = "PROJECTION_SWEEP_YIELD_LAG", default_value_t = 100)]
+    projection_sweep_yield_lag: i64,
+
+    /// Longest a range of the sweep waits for the lag to fall.
+    #[arg(long, env = "PROJECTION_SWEEP_MAX_DEFER_MS", default_value_t = 30_000)]
+    projection_sweep_max_defer_ms: u64,
 }
 
 impl ProjectionArgs {
@@ -108,6 +117,8 @@ impl ProjectionArgs {
             sweep: SweepConfig {
                 interval: Duration::from_millis(self.projection_sweep_interval_ms),
                 batch: self.projection_sweep_batch.max(1),
+                yield_lag: self.projection_sweep_yield_lag,
+                max_defer: Duration::from_millis(self.projection_sweep_max_defer_ms),
             },
             ..ProjectionConfig::default()
         }

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -44,6 +44,13 @@ pub struct SweepConfig {
     pub interval: Duration,
     /// Aggregates compared per range.
     pub batch: i64,
+    /// Consumer lag (messages, all partitions) above which a range waits:
+    /// while the worker catches up, the sweep's reads would take CPU and
+    /// PostgreSQL time from the events buyers are waiting for.
+    pub yield_lag: i64,
+    /// Longest a range waits for the lag to fall, so that a divergence is
+    /// still found under a load that never ends.
+    pub max_defer: Duration,
 }
 
 impl Default for SweepConfig {
@@ -51,7 +58,33 @@ impl Default for SweepConfig {
         Self {
             interval: Duration::from_secs(2),
             batch: 1_000,
+            yield_lag: 100,
+            max_defer: Duration::from_secs(30),
         }
+    }
+}
+
+/// Whether the next range runs now or yields to the live projection.
+#[derive(Debug, Default)]
+struct Yielding {
+    /// Since when ranges have been waiting.
+    since: Option<Instant>,
+}
+
+impl Yielding {
+    fn may_sweep(&mut self, lag: i64, config: &SweepConfig, now: Instant) -> bool {
+        let waited_enough = match self.since {
+            _ if lag <= config.yield_lag => true,
+            Some(since) => now.duration_since(since) >= config.max_defer,
+            None => {
+                self.since = Some(now);
+                false
+            }
+        };
+        if waited_enough {
+            self.since = None;
+        }
+        waited_enough
     }
 }
 
@@ -366,7 +399,8 @@ pub async fn verify(
 
 /// Runs the sweep until `shutdown`: one range every `interval`, bounded by
 /// the read side's own position in the store (what the follower has
-/// confirmed), healing what differs.
+/// confirmed), healing what differs; while the consumer lags by more than
+/// `yield_lag`, a range waits (at most `max_defer`).
 pub(crate) fn spawn(
     pool: PgPool,
     config: SweepConfig,
@@ -380,10 +414,14 @@ pub(crate) fn spawn(
         let mut kinds = AggregateKind::ALL.into_iter().cycle();
         let mut kind = AggregateKind::Ticket;
         let mut after = String::new();
+        let mut yielding = Yielding::default();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(config.interval) => {}
+            }
+            if !yielding.may_sweep(metrics.total_lag(), &config, Instant::now()) {
+                continue;
             }
             match sweep_range(&pool, kind, &after, config.batch).await {
                 Ok(Some(range)) => {
@@ -437,4 +475,37 @@ async fn sweep_range(
     }
     tx.commit().await?;
     Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_runs_at_once_while_the_worker_keeps_up() {
+        let config = SweepConfig::default();
+        let mut yielding = Yielding::default();
+        let now = Instant::now();
+        assert!(yielding.may_sweep(0, &config, now));
+        assert!(yielding.may_sweep(config.yield_lag, &config, now));
+    }
+
+    #[test]
+    fn a_range_waits_while_the_worker_lags_but_never_longer_than_max_defer() {
+        let config = SweepConfig::default();
+        let mut yielding = Yielding::default();
+        let start = Instant::now();
+        let lagging = config.yield_lag + 1;
+        assert!(!yielding.may_sweep(lagging, &config, start));
+        assert!(!yielding.may_sweep(lagging, &config, start + config.max_defer / 2));
+        assert!(yielding.may_sweep(lagging, &config, start + config.max_defer));
+        // The wait starts again after the range it let through.
+        let later = start + config.max_defer + config.interval;
+        assert!(!yielding.may_sweep(lagging, &config, later));
+        // Caught up: the next range runs, and a later lag waits afresh.
+        assert!(yielding.may_sweep(0, &config, later + config.interval));
+        let again = later + config.max_defer;
+        assert!(!yielding.may_sweep(lagging, &config, again));
+        assert!(yielding.may_sweep(lagging, &config, again + config.max_defer));
+    }
 }

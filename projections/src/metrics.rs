@@ -22,7 +22,10 @@
 //!   `behind`, `ahead`, `orphan`);
 //! - `read_side_healed_events_total`: events applied from the store by the
 //!   follower (the read side's own check, not gap healing);
-//! - `read_side_checked_events_total`: events the follower compared.
+//! - `read_side_checked_events_total`: events the follower compared;
+//! - `read_side_sweep_ranges_total{outcome}`: ranges of the anti-entropy
+//!   sweep, `swept`, or `deferred` while the consumer lagged (it yields to
+//!   live traffic, up to `SweepConfig::max_defer`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -211,6 +214,9 @@ impl ProjectionMetrics {
         }
         metrics::counter!("read_side_healed_events_total").increment(0);
         metrics::counter!("read_side_checked_events_total").increment(0);
+        for outcome in ["swept", "deferred"] {
+            metrics::counter!("read_side_sweep_ranges_total", "outcome" => outcome).increment(0);
+        }
     }
 
     /// The topics lost data (`reason`, one of [`LOSS_REASONS`]).
@@ -244,6 +250,7 @@ impl ProjectionMetrics {
 
     /// A range of the anti-entropy sweep and what differed there.
     pub(crate) fn record_swept(&self, kind: AggregateKind, differences: &[Difference]) {
+        metrics::counter!("read_side_sweep_ranges_total", "outcome" => "swept").increment(1);
         for difference in differences {
             let _ = self.store_divergences.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("read_side_divergences_total", "view" => kind.view(), "source" => "sweep", "kind" => difference.kind.label())
@@ -252,6 +259,11 @@ impl ProjectionMetrics {
         if !differences.is_empty() {
             self.views_changed.notify_one();
         }
+    }
+
+    /// A range of the sweep waited for the consumer lag to fall.
+    pub(crate) fn record_sweep_deferred(&self) {
+        metrics::counter!("read_side_sweep_ranges_total", "outcome" => "deferred").increment(1);
     }
 
     /// The broker confirmed committing `next_offset` for the partition.

@@ -28,6 +28,11 @@ async fn a_fresh_system_exports_the_alerting_counters_at_zero() {
         ),
         ("relay_failed_batches_total", &["reason=\"delivery\""][..]),
         ("saga_timer_failures_total", &["kind=\"order-expiry\""][..]),
+        // Not an alert's, but a fresh worker has had no lag to yield to.
+        (
+            "read_side_sweep_ranges_total",
+            &["outcome=\"deferred\""][..],
+        ),
     ] {
         let found = samples(&metrics, name, labels);
         assert!(

@@ -421,6 +421,7 @@ pub(crate) fn spawn(
                 () = tokio::time::sleep(config.interval) => {}
             }
             if !yielding.may_sweep(metrics.total_lag(), &config, Instant::now()) {
+                metrics.record_sweep_deferred();
                 continue;
             }
             match sweep_range(&pool, kind, &after, config.batch).await {

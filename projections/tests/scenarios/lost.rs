@@ -203,6 +203,58 @@ async fn the_sweep_heals_a_row_deleted_by_hand_and_a_row_set_back() -> TestResul
     db.drop().await
 }
 
+/// The sweep yields to a lagging worker: with a bound no lag is under, a
+/// row deleted by hand stays missing for many sweep intervals (the sweep
+/// above heals it within one); a second worker with the default bound
+/// heals it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_waits_while_the_worker_lags() -> TestResult {
+    // Arrange: everything projected by a worker whose sweep always yields.
+    let db = TestDb::create().await?;
+    let mut config = quick_to_heal(&common::brokers());
+    config.sweep.interval = Duration::from_millis(100);
+    config.sweep.yield_lag = -1;
+    config.sweep.max_defer = Duration::from_secs(3_600);
+    let relay = RunningRelay::spawn(&db.pool, &relay_config(&config));
+    let worker = RunningProjector::spawn(&db.pool, &config)?;
+    worker.joined().await?;
+    tickets(&db.pool, "Yielding", 10).await?;
+    // Converged, and followed: the follower will not look at these events
+    // again, so only the sweep can heal what is removed below.
+    eventually(Duration::from_secs(30), || async {
+        let followed: bool = sqlx::query_scalar(
+            "SELECT coalesce((SELECT max(global_position) FROM read_side_cursor) \
+                             >= (SELECT max(global_position) FROM events), false)",
+        )
+        .fetch_one(&db.pool)
+        .await?;
+        Ok(followed && tickets_not_converged(&db.pool).await? == 0)
+    })
+    .await?;
+
+    // Act: one row removed.
+    let _ = sqlx::query(
+        "DELETE FROM ticket_views WHERE id = (SELECT id FROM ticket_views ORDER BY id LIMIT 1)",
+    )
+    .execute(&db.pool)
+    .await?;
+
+    // Assert: twenty intervals later it is still missing ...
+    tokio::time::sleep(config.sweep.interval * 20).await;
+    assert_eq!(tickets_not_converged(&db.pool).await?, 1);
+    worker.stop().await?;
+    // ... and a worker that does not yield heals it.
+    config.sweep.yield_lag = ProjectionConfig::default().sweep.yield_lag;
+    let worker = RunningProjector::spawn(&db.pool, &config)?;
+    eventually(Duration::from_secs(30), || async {
+        Ok(tickets_not_converged(&db.pool).await? == 0)
+    })
+    .await?;
+    worker.stop().await?;
+    relay.stop().await?;
+    db.drop().await
+}
+
 async fn cursor_of(pool: &PgPool, order: &str) -> anyhow::Result<Cursor> {
     let (transaction_id, global_position): (i64, i64) = sqlx::query_as(&format!(
         "SELECT transaction_id::text::bigint, global_position FROM events \

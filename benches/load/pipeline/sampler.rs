@@ -72,14 +72,12 @@ impl Behind {
         // no JIT: the estimate for a range of unknown size passes
         // `jit_above_cost`, and compiling took 350 to 550 ms a call for a
         // statement that runs in one.
-        sqlx::query("SET LOCAL enable_seqscan = off")
-            .execute(&mut *transaction)
-            .await
-            .context("counting the events not yet in a read model")?;
-        sqlx::query("SET LOCAL jit = off")
-            .execute(&mut *transaction)
-            .await
-            .context("counting the events not yet in a read model")?;
+        sqlx::query(
+            "SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)",
+        )
+        .execute(&mut *transaction)
+        .await
+        .context("counting the events not yet in a read model")?;
         let (at, behind, transaction_id, global_position): (
             DateTime<Utc>,
             i64,
@@ -276,7 +274,7 @@ async fn sample(
             database_sample(&target, &mut connection, &mut counter)
         );
         let (at, behind) = match database {
-            Ok(sampled) => sampled,
+            Ok((at, behind)) => (at, Some(behind)),
             Err(error) => {
                 failures += 1;
                 // One line, not one a second, if the database is gone.
@@ -320,16 +318,16 @@ async fn database_sample(
     target: &Target,
     connection: &mut Option<PgConnection>,
     counter: &mut Behind,
-) -> anyhow::Result<(DateTime<Utc>, Option<i64>)> {
+) -> anyhow::Result<(DateTime<Utc>, i64)> {
     let mut open = match connection.take() {
         Some(open) => open,
         None => PgConnection::connect(&target.database_url)
             .await
             .context("reconnecting the sampler")?,
     };
-    let (at, behind) = counter.count(&mut open).await?;
+    let counted = counter.count(&mut open).await?;
     *connection = Some(open);
-    Ok((at, Some(behind)))
+    Ok(counted)
 }
 
 #[cfg(test)]

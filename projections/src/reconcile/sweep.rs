@@ -73,18 +73,12 @@ struct Yielding {
 
 impl Yielding {
     fn may_sweep(&mut self, lag: i64, config: &SweepConfig, now: Instant) -> bool {
-        let waited_enough = match self.since {
-            _ if lag <= config.yield_lag => true,
-            Some(since) => now.duration_since(since) >= config.max_defer,
-            None => {
-                self.since = Some(now);
-                false
-            }
-        };
-        if waited_enough {
+        let since = *self.since.get_or_insert(now);
+        let run = lag <= config.yield_lag || now.duration_since(since) >= config.max_defer;
+        if run {
             self.since = None;
         }
-        waited_enough
+        run
     }
 }
 

@@ -28,6 +28,9 @@
 //! cursor advances only once every message was acknowledged. A crash or a
 //! broker failure re-sends the batch: delivery is at least once, and every
 //! re-publication carries the same `eventId` for consumers to deduplicate.
+//! The cursor's saves do not wait for the WAL flush: a database crash that
+//! loses the last of them only sets the cursor back, and what follows it is
+//! re-sent the same way (the events themselves are committed durably).
 //! While there is a backlog, the next batch is read and encoded while the
 //! broker acknowledges the last one, but sent only after it: a failed batch
 //! is re-sent before anything behind it.

@@ -162,6 +162,9 @@ impl Relay {
             );
         }
         let mut cursor = rebased.cursor;
+        // After the rebase, which rewrites events: from here on this
+        // connection writes only the cursor.
+        outbox::save_cursor_without_flush_wait(&mut conn).await?;
         record_backlog(&mut conn, cursor, &self.metrics).await?;
         // Measured beside the loop from then on: publication never waits
         // for a count, which grows with the backlog it measures.

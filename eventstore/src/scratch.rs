@@ -87,7 +87,9 @@ impl ScratchDatabase {
 
     /// Drops the database from outside any async context (a `Drop` impl):
     /// on a thread of its own, forcing off the connections still open.
-    pub fn remove_blocking(self) {
+    /// It borrows, so that a fixture holding the database by value can call
+    /// it from its own `Drop`.
+    pub fn remove_blocking(&self) {
         let (admin_url, statement) = (self.admin_url.clone(), self.drop_statement());
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()

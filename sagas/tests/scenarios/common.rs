@@ -29,6 +29,12 @@ pub(crate) fn metadata() -> CommandMetadata {
 pub(crate) const SELLER: &str = "seller";
 pub(crate) const BUYER: &str = "buyer";
 
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.db.remove_blocking();
+    }
+}
+
 impl Fixture {
     pub(crate) async fn new() -> Self {
         Self::with_breaker(

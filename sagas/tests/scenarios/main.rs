@@ -4,6 +4,7 @@
 
 mod common;
 mod expiry;
+mod fixture;
 mod payment_faults;
 mod payments;
 mod repair;
